@@ -1,0 +1,723 @@
+"""The AgentTask resource (opspawn.io/v1alpha1): spec and status as pydantic models.
+
+These models are the single source of the CRD in `crds/` (see `opspawn.api.crd`): every field's
+description becomes what `kubectl explain` prints, every bound becomes an OpenAPI bound the
+apiserver enforces, and the CEL rules declared here are enforced at `kubectl apply`.
+
+Size: kopf keeps a copy of the spec in an annotation, and all annotations of an object share a
+256 KiB cap, so every string and list here is bounded; `tests/unit/test_crd.py` checks that the
+largest spec the schema admits stays well below that cap.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "opspawn.io"
+VERSION = "v1alpha1"
+KIND = "AgentTask"
+PLURAL = "agenttasks"
+SINGULAR = "agenttask"
+SHORT_NAMES = ("at",)
+CATEGORIES = ("opspawn",)
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+TOOL_NAME = r"^[a-zA-Z0-9_][-a-zA-Z0-9_.]*$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+RESULT_PREVIEW_MAX_CHARS = 4096
+"""How much of the result the status keeps; the full result lives in the audit store."""
+
+ATTEMPTS_HISTORY_MAX = 20
+"""How many attempts `status.attempts` remembers (the audit store keeps them all)."""
+
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY}],
+        }
+    ),
+]
+"""A Kubernetes resource quantity such as `500m`, `1`, `256Mi`."""
+
+
+def rule(
+    expression: str,
+    message: str,
+    field_path: str | None = None,
+    reason: str | None = None,
+) -> dict[str, str]:
+    """One CEL validation rule, as it appears under `x-kubernetes-validations`."""
+    out = {"rule": expression, "message": message}
+    if field_path is not None:
+        out["fieldPath"] = field_path
+    if reason is not None:
+        out["reason"] = reason
+    return out
+
+
+def immutable(message: str) -> dict[str, str]:
+    """A transition rule that refuses any change to the field it is attached to."""
+    return rule("self == oldSelf", message, reason="FieldValueForbidden")
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+
+# --------------------------------------------------------------------------- spec: model
+
+
+class Provider(StrEnum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    GOOGLE = "google"
+    OPENAI_COMPATIBLE = "openai-compatible"
+
+
+class ToolCalling(StrEnum):
+    NATIVE = "native"
+    REACT = "react"
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the task's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    """Name of the Secret, in the AgentTask's namespace."""
+    key: str = Field(min_length=1, max_length=253, pattern=SECRET_KEY)
+    """Key within the Secret whose value is used."""
+
+
+class ModelSpec(ApiModel):
+    """Which model carries out the task, and how it is called."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "self.provider == 'openai-compatible' ? has(self.baseURL) : !has(self.baseURL)",
+                    "baseURL is required for provider openai-compatible and not allowed otherwise",
+                    field_path=".baseURL",
+                ),
+                rule(
+                    "self.provider == 'openai-compatible' || has(self.apiKeySecretRef)",
+                    "apiKeySecretRef is required for providers openai, anthropic and google",
+                    field_path=".apiKeySecretRef",
+                    reason="FieldValueRequired",
+                ),
+                rule(
+                    "self.toolCalling == 'native' || self.provider == 'openai-compatible'",
+                    "toolCalling: react is only available for provider openai-compatible",
+                    field_path=".toolCalling",
+                ),
+                rule(
+                    "self.provider != 'anthropic' || !has(self.temperature) || self.temperature <= 1.0",
+                    "temperature must be at most 1.0 for provider anthropic",
+                    field_path=".temperature",
+                ),
+            ]
+        }
+    )
+
+    provider: Provider
+    """Model provider: openai, anthropic, google, or openai-compatible (any server that speaks
+    the OpenAI Chat Completions API, e.g. OpenRouter, vLLM, Ollama; set baseURL)."""
+    name: str = Field(min_length=1, max_length=256)
+    """Model name as the provider knows it, e.g. gpt-4.1-mini, claude-sonnet-4-5, gemini-2.5-flash."""
+    base_url: str | None = Field(
+        default=None,
+        alias="baseURL",
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "isURL(self) && url(self).getScheme() in ['http', 'https']",
+                    "baseURL must be an http or https URL",
+                )
+            ]
+        },
+    )
+    """Base URL of an openai-compatible server, e.g. http://vllm.models.svc:8000/v1."""
+    api_key_secret_ref: SecretKeyRef | None = Field(default=None, alias="apiKeySecretRef")
+    """Secret key holding the provider API key. The key reaches the runner only as a
+    secretKeyRef; it never appears in the spec, status, events, logs or audit trail."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature."""
+    top_p: float | None = Field(default=None, alias="topP", ge=0, le=1)
+    """Nucleus sampling probability mass."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Upper bound on tokens generated per model call."""
+    tool_calling: ToolCalling = ToolCalling.NATIVE
+    """How tools are offered to the model: native (the provider's tool-calling API) or react
+    (a text protocol, for openai-compatible models without native tool calling)."""
+
+
+# --------------------------------------------------------------------------- spec: tools
+
+
+class BuiltinToolName(StrEnum):
+    HTTP_FETCH = "http_fetch"
+    CALCULATOR = "calculator"
+    CURRENT_TIME = "current_time"
+    REMEMBER = "remember"
+    RECALL = "recall"
+
+
+class BuiltinTool(ApiModel):
+    """A built-in tool the model may call. Tools not listed are refused."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "self.name == 'http_fetch' ? "
+                    "(has(self.allowedHosts) && size(self.allowedHosts) > 0) : !has(self.allowedHosts)",
+                    "allowedHosts is required (non-empty) for http_fetch and not allowed for other tools",
+                    field_path=".allowedHosts",
+                ),
+                rule(
+                    "self.name == 'http_fetch' || !has(self.maxResponseBytes)",
+                    "maxResponseBytes applies only to http_fetch",
+                    field_path=".maxResponseBytes",
+                ),
+            ]
+        }
+    )
+
+    name: BuiltinToolName
+    """Tool name: http_fetch, calculator, current_time, remember, recall."""
+    allowed_hosts: list[
+        Annotated[str, Field(min_length=1, max_length=253, pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$")]
+    ] | None = Field(default=None, max_length=16)
+    """http_fetch only: hosts it may reach (exact, or *.example.com for subdomains)."""
+    max_response_bytes: int | None = Field(default=None, ge=1, le=10_485_760)
+    """http_fetch only: responses larger than this are cut (default 1 MiB)."""
+    timeout_seconds: int = Field(default=30, ge=1, le=600)
+    """Time limit for one call of this tool."""
+
+
+class McpServer(ApiModel):
+    """An MCP server whose tools the model may call, restricted to an allow-list."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "has(self.url) != has(self.command)",
+                    "exactly one of url (streamable HTTP) or command (stdio) must be set",
+                )
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    """Name of this server within the task; tools are exposed as <name>__<tool>."""
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "isURL(self) && url(self).getScheme() in ['http', 'https']",
+                    "url must be an http or https URL",
+                )
+            ]
+        },
+    )
+    """Streamable HTTP endpoint of the server, e.g. http://mcp-github.tools.svc:8080/mcp."""
+    command: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        default=None, min_length=1, max_length=16
+    )
+    """Command that starts a stdio server inside the runner container (it must exist in the
+    runner image)."""
+    allowed_tools: list[Annotated[str, Field(min_length=1, max_length=128, pattern=TOOL_NAME)]] = (
+        Field(min_length=1, max_length=32)
+    )
+    """Tools of this server the model may call; every other tool is refused and recorded."""
+    timeout_seconds: int = Field(default=60, ge=1, le=600)
+    """Time limit for one tool call on this server."""
+
+
+class ToolsSpec(ApiModel):
+    """Tools the model may call. Default-deny: nothing is allowed unless listed here."""
+
+    builtin: list[BuiltinTool] = Field(
+        default_factory=list,
+        max_length=5,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Built-in tools, at most once each."""
+    mcp_servers: list[McpServer] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """MCP servers and the tools allowed on each."""
+    max_parallel_calls: int = Field(default=4, ge=1, le=16)
+    """How many tool calls of one model turn run at once."""
+
+
+# --------------------------------------------------------------------------- spec: memory
+
+
+class ShortTermMemory(ApiModel):
+    """The conversation window the model sees."""
+
+    max_tokens: int = Field(default=32_000, ge=1_000, le=2_000_000)
+    """When the conversation grows past this many tokens, older turns are compacted."""
+
+
+class LongTermMemory(ApiModel):
+    """Long-term memory in Weaviate, one tenant per namespace."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "!self.enabled || has(self.collection)",
+                    "collection is required when long-term memory is enabled",
+                    field_path=".collection",
+                    reason="FieldValueRequired",
+                )
+            ]
+        }
+    )
+
+    enabled: bool = False
+    """Recall relevant memories at start and offer the remember/recall tools."""
+    collection: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Z][A-Za-z0-9_]*$"
+    )
+    """Weaviate collection (capitalised, e.g. TeamNotes)."""
+    top_k: int = Field(default=5, ge=1, le=50)
+    """How many memories are recalled at most."""
+    min_similarity: float = Field(default=0.5, ge=0, le=1)
+    """Memories less similar than this to the goal are not recalled."""
+    ttl_seconds: int | None = Field(default=None, ge=60, le=31_536_000)
+    """Memories written by this task expire after this long (default: never)."""
+    required: bool = False
+    """Fail the task when the memory store is unavailable, instead of going on without it."""
+
+
+class MemorySpec(ApiModel):
+    """Short- and long-term memory."""
+
+    short_term: ShortTermMemory = Field(
+        default_factory=ShortTermMemory, json_schema_extra={"default": {}}
+    )
+    """Conversation window."""
+    long_term: LongTermMemory = Field(
+        default_factory=LongTermMemory, json_schema_extra={"default": {}}
+    )
+    """Long-term store."""
+
+
+# --------------------------------------------------------------------------- spec: limits, retry
+
+
+class LimitsSpec(ApiModel):
+    """Budgets: the first one reached stops the agent loop (not the pod) with its reason."""
+
+    max_steps: int = Field(default=20, ge=1, le=1000)
+    """Model turns at most."""
+    timeout_seconds: int = Field(default=600, ge=10, le=86_400)
+    """Wall-clock limit for one attempt; also the Job's activeDeadlineSeconds."""
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
+    """Input plus output tokens at most, over the whole run."""
+    max_cost_usd: float | None = Field(default=None, alias="maxCostUSD", ge=0, le=10_000)
+    """Spend at most this many US dollars (needs a known price for the model)."""
+    max_repeated_tool_calls: int = Field(default=3, ge=2, le=100)
+    """Stop as stalled when the model makes the same tool call this many times in a row."""
+    max_output_repairs: int = Field(default=2, ge=0, le=10)
+    """Turns allowed to repair a result that does not match outputSchema."""
+
+
+class BackoffSpec(ApiModel):
+    """Delay between attempts: doubles from initialSeconds up to maxSeconds."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "self.initialSeconds <= self.maxSeconds",
+                    "initialSeconds must not exceed maxSeconds",
+                    field_path=".initialSeconds",
+                )
+            ]
+        }
+    )
+
+    initial_seconds: int = Field(default=10, ge=1, le=3600)
+    """Delay before the first retry."""
+    max_seconds: int = Field(default=300, ge=1, le=86_400)
+    """Longest delay between attempts."""
+
+
+class RetrySpec(ApiModel):
+    """Retries for infrastructure failures (runner lost, evicted, transient exit codes) only;
+    a model that gives up is not retried."""
+
+    limit: int = Field(default=2, ge=0, le=10)
+    """Retries after the first attempt."""
+    backoff: BackoffSpec = Field(default_factory=BackoffSpec, json_schema_extra={"default": {}})
+    """Delay between attempts."""
+
+
+# --------------------------------------------------------------------------- spec: runner
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources of the runner container."""
+
+    requests: dict[Annotated[str, Field(max_length=63)], Quantity] | None = Field(
+        default=None, max_length=8
+    )
+    """Minimum resources, e.g. {cpu: 100m, memory: 256Mi}."""
+    limits: dict[Annotated[str, Field(max_length=63)], Quantity] | None = Field(
+        default=None, max_length=8
+    )
+    """Maximum resources."""
+
+
+class Toleration(ApiModel):
+    """A toleration of the runner Pod (as in the Pod spec)."""
+
+    key: str | None = Field(default=None, max_length=316, pattern=LABEL_KEY)
+    """Taint key; empty with operator Exists matches every taint."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists or Equal."""
+    value: str | None = Field(default=None, max_length=63)
+    """Taint value for operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; empty matches all effects."""
+    toleration_seconds: int | None = Field(default=None, ge=0, le=86_400)
+    """For NoExecute: how long the Pod stays bound after the taint appears."""
+
+
+class EnvVar(ApiModel):
+    """An extra environment variable of the runner container. The value is passed literally:
+    `$(VAR)` references are not expanded."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=ENV_VAR_NAME,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "!self.startsWith('OPSPAWN_')",
+                    "names starting with OPSPAWN_ are reserved for the runner's own settings",
+                )
+            ]
+        },
+    )
+    """Variable name."""
+    value: str = Field(default="", max_length=1024)
+    """Variable value."""
+
+
+class RunnerSpec(ApiModel):
+    """How the runner Pod is built."""
+
+    image: str | None = Field(default=None, min_length=1, max_length=512)
+    """Runner image; defaults to the operator's configured image."""
+    resources: ResourceRequirements | None = None
+    """Resources of the runner container."""
+    service_account_name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN
+    )
+    """ServiceAccount of the runner Pod (the runner needs no Kubernetes API access)."""
+    node_selector: dict[
+        Annotated[str, Field(max_length=316, pattern=LABEL_KEY)],
+        Annotated[str, Field(max_length=63)],
+    ] | None = Field(default=None, max_length=16)
+    """Node labels the runner Pod must land on."""
+    tolerations: list[Toleration] | None = Field(default=None, max_length=16)
+    """Tolerations of the runner Pod."""
+    env: list[EnvVar] | None = Field(
+        default=None,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Extra environment variables."""
+
+
+# --------------------------------------------------------------------------- spec
+
+
+MUTABLE_SPEC_FIELDS = ("cancel", "suspend", "priority", "ttlSecondsAfterFinished")
+"""Spec fields that may change after creation; every other field is immutable."""
+
+
+def _immutability_rules(fields: dict[str, bool]) -> list[dict[str, str]]:
+    """Transition rules on the spec refusing changes to every field not in MUTABLE_SPEC_FIELDS.
+
+    `fields` maps each immutable field (wire name) to whether it is required. Rules live on the
+    spec rather than on each field so that adding or removing an optional field is caught too.
+    """
+    rules = []
+    for name, required in fields.items():
+        if required:
+            expression = f"self.{name} == oldSelf.{name}"
+        else:
+            expression = (
+                f"has(self.{name}) == has(oldSelf.{name}) && "
+                f"(!has(self.{name}) || self.{name} == oldSelf.{name})"
+            )
+        rules.append(
+            rule(
+                expression,
+                f"{name} is immutable once the task is created; create a new AgentTask instead",
+                field_path=f".{name}",
+                reason="FieldValueForbidden",
+            )
+        )
+    return rules
+
+
+_IMMUTABLE_FIELDS = {
+    "goal": True,
+    "context": False,
+    "inputs": False,
+    "outputSchema": False,
+    "model": True,
+    "tools": False,
+    "memory": False,
+    "limits": False,
+    "retry": False,
+    "runner": False,
+    "queue": False,
+}
+
+
+class AgentTaskSpec(ApiModel):
+    """What the agent is asked to do, with which model, tools and budgets."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                *_immutability_rules(_IMMUTABLE_FIELDS),
+                rule(
+                    "!oldSelf.cancel || self.cancel",
+                    "cancel cannot be undone once set",
+                    field_path=".cancel",
+                    reason="FieldValueForbidden",
+                ),
+                rule(
+                    "!has(self.tools) || !self.tools.builtin.exists(t, t.name in ['remember', 'recall'])"
+                    " || (has(self.memory) && self.memory.longTerm.enabled)",
+                    "the remember and recall tools need memory.longTerm.enabled: true",
+                    field_path=".tools.builtin",
+                ),
+            ]
+        }
+    )
+
+    goal: str = Field(min_length=1, max_length=16_384)
+    """The instruction the agent carries out."""
+    context: str | None = Field(default=None, max_length=16_384)
+    """Background the model is given along with the goal."""
+    inputs: dict[
+        Annotated[str, Field(min_length=1, max_length=63, pattern=ENV_VAR_NAME)],
+        Annotated[str, Field(max_length=1024)],
+    ] | None = Field(default=None, max_length=16)
+    """Named input values, available to the model next to the goal."""
+    output_schema: str | None = Field(
+        default=None,
+        max_length=16_384,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    r"self.matches('^\\s*\\{')",
+                    "outputSchema must be a JSON Schema object written as JSON text",
+                )
+            ]
+        },
+    )
+    """JSON Schema (as JSON text) the result must match; the result is then structured JSON."""
+    model: ModelSpec
+    """Model provider, name, sampling parameters and API key reference."""
+    tools: ToolsSpec = Field(default_factory=ToolsSpec, json_schema_extra={"default": {}})
+    """Built-in tools and MCP servers the model may call (default: none)."""
+    memory: MemorySpec = Field(default_factory=MemorySpec, json_schema_extra={"default": {}})
+    """Short- and long-term memory."""
+    limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra={"default": {}})
+    """Budgets that stop the agent loop."""
+    retry: RetrySpec = Field(default_factory=RetrySpec, json_schema_extra={"default": {}})
+    """Retries for infrastructure failures."""
+    runner: RunnerSpec | None = None
+    """Runner Pod settings: image, resources, scheduling, extra env."""
+    suspend: bool = False
+    """While true, the task is not started (a running attempt is stopped and resumed later)."""
+    cancel: bool = False
+    """Set to true to cancel the task; its Job and Pods are deleted. Cannot be undone."""
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=2_592_000)
+    """Delete the task this long after it finished (default: keep it)."""
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    """Higher runs first when tasks are queued."""
+    queue: str | None = Field(default=None, min_length=1, max_length=63, pattern=DNS_LABEL)
+    """Queue (concurrency class); also passed to Kueue as kueue.x-k8s.io/queue-name."""
+
+
+# --------------------------------------------------------------------------- status
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    TIMED_OUT = "TimedOut"
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED, Phase.TIMED_OUT})
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """An observation of the task's state, following Kubernetes API conventions."""
+
+    type: str = Field(min_length=1, max_length=316)
+    """Accepted, Queued, Running, Succeeded, Stalled, MemoryAvailable."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    """Machine-readable reason in CamelCase, e.g. Completed, BackoffLimitExceeded."""
+    message: str = Field(default="", max_length=32_768)
+    """Human-readable details."""
+    last_transition_time: str
+    """When status last changed (RFC 3339)."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation this condition was set for."""
+
+
+class AttemptRecord(ApiModel):
+    """One attempt (one runner Job)."""
+
+    attempt: int = Field(ge=1)
+    """Attempt number, from 1."""
+    job_name: str = Field(max_length=63)
+    """Runner Job of this attempt."""
+    start_time: str | None = None
+    """When the Job was created."""
+    completion_time: str | None = None
+    """When the attempt ended."""
+    reason: str | None = Field(default=None, max_length=128)
+    """How it ended, e.g. Completed, RunnerLost."""
+    exit_code: int | None = None
+    """Runner exit code, when known."""
+
+
+class LastEvent(ApiModel):
+    """The most recent runner event mirrored into status."""
+
+    type: str = Field(max_length=32)
+    """Event type (step, llm_call, tool_call …)."""
+    sequence: int = Field(ge=0)
+    """Sequence number within the attempt."""
+    time: str
+    """When the runner emitted it."""
+    summary: str = Field(default="", max_length=256)
+    """Short human-readable summary."""
+
+
+class Usage(ApiModel):
+    """Tokens and cost so far, over all attempts."""
+
+    input_tokens: int = Field(default=0, ge=0)
+    """Prompt tokens (including cached)."""
+    output_tokens: int = Field(default=0, ge=0)
+    """Generated tokens (including reasoning)."""
+    cached_tokens: int = Field(default=0, ge=0)
+    """Prompt tokens served from the provider's cache."""
+    reasoning_tokens: int = Field(default=0, ge=0)
+    """Reasoning tokens, where the provider reports them."""
+    total_tokens: int = Field(default=0, ge=0)
+    """inputTokens + outputTokens."""
+    cost_usd: float | None = Field(default=None, alias="costUSD", ge=0)
+    """Cost in US dollars; absent when the model's price is unknown."""
+
+
+class ResultSummary(ApiModel):
+    """A bounded preview of the result; the full result is in the audit store."""
+
+    preview: str = Field(default="", max_length=RESULT_PREVIEW_MAX_CHARS)
+    """The beginning of the result."""
+    truncated: bool = False
+    """True when the preview is shorter than the result."""
+    size_bytes: int = Field(default=0, ge=0)
+    """Size of the full result in bytes (UTF-8)."""
+    sha256: str | None = Field(default=None, max_length=64)
+    """SHA-256 of the full result, to check a copy fetched from the audit store."""
+
+
+class AgentTaskStatus(ApiModel):
+    """Observed state of the task, written by the operator."""
+
+    phase: Phase | None = None
+    """Pending, Queued, Running, Succeeded, Failed, Cancelled or TimedOut."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Latest observations; `kubectl wait --for=condition=Succeeded` waits on these."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation the operator last acted on."""
+    job_name: str | None = Field(default=None, max_length=63)
+    """Runner Job of the current attempt."""
+    attempt: int = Field(default=0, ge=0)
+    """Current attempt number (0 before the first launch)."""
+    attempts: list[AttemptRecord] = Field(default_factory=list, max_length=ATTEMPTS_HISTORY_MAX)
+    """The most recent attempts."""
+    queue_position: int | None = Field(default=None, ge=0)
+    """Position in the admission queue while Queued (0 runs next)."""
+    start_time: str | None = None
+    """When the first attempt started."""
+    completion_time: str | None = None
+    """When the task reached a terminal phase."""
+    steps: int = Field(default=0, ge=0)
+    """Agent-loop steps taken in the current attempt."""
+    last_event: LastEvent | None = None
+    """Most recent runner event."""
+    usage: Usage = Field(default_factory=Usage)
+    """Tokens and cost."""
+    result: ResultSummary | None = None
+    """Bounded preview of the result."""
+
+
+class AgentTask(ApiModel):
+    """An agent run: a goal for a model, with tools, memory and budgets, carried out by a
+    runner Job."""
+
+    api_version: Literal["opspawn.io/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
+    kind: Literal["AgentTask"] = KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: AgentTaskSpec
+    status: AgentTaskStatus | None = None
