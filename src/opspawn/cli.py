@@ -1,2 +1,140 @@
+"""The `opspawn` command."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from opspawn.api.crd import agenttask_crd, render_yaml
+
+DEFAULT_DEV_DIR = Path(".opspawn/dev")
+CRD_FILE = "agenttasks.opspawn.io.yaml"
+
+
+@click.group()
+@click.version_option(package_name="opspawn")
 def main() -> None:
-    pass
+    """Opspawn: run LLM agents as Kubernetes workloads."""
+
+
+# --------------------------------------------------------------------------- crds
+
+
+@main.group()
+def crds() -> None:
+    """The AgentTask CustomResourceDefinition, generated from the API models."""
+
+
+@crds.command("print")
+def crds_print() -> None:
+    """Write the CRD YAML to standard output (e.g. `opspawn crds print | kubectl apply -f -`)."""
+    click.echo(render_yaml(agenttask_crd()), nl=False)
+
+
+@crds.command("generate")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("crds"), show_default=True)
+def crds_generate(output_dir: Path) -> None:
+    """Regenerate the CRD file in OUTPUT_DIR (what `make manifests` runs)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / CRD_FILE).write_text(render_yaml(agenttask_crd()))
+    click.echo(f"wrote {output_dir / CRD_FILE}")
+
+
+# --------------------------------------------------------------------------- dev
+
+
+dev_dir_option = click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DEV_DIR,
+    show_default=True,
+    help="Where the stack keeps its state, logs and env file.",
+)
+
+
+@main.group()
+def dev() -> None:
+    """The local stack: control plane, process kubelet, NATS, Postgres (dev/test only)."""
+
+
+@dev.command("up")
+@dev_dir_option
+def dev_up(workdir: Path) -> None:
+    """Start the stack in the background (idempotent) and write DIR/env."""
+    from opspawn.dev.stack import DevStack, live_processes, read_state, stop_recorded
+
+    workdir = workdir.absolute()
+    state = read_state(workdir)
+    if state is not None:
+        processes = state.get("processes", [])
+        assert isinstance(processes, list)
+        if len(live_processes(state)) == len(processes):
+            click.echo(f"the dev stack is already running; `source {workdir / 'env'}` to use it")
+            return
+        click.echo("a previous dev stack is partly running: stopping what is left of it", err=True)
+        stop_recorded(workdir)
+    stack = DevStack(workdir)
+    environment = stack.start()
+    stack.write_state()
+    click.echo(f"the dev stack is up (logs in {workdir}):")
+    for key, value in environment.items():
+        if key != "PATH":
+            click.echo(f"  {key}={value}")
+    click.echo(f"use it from a shell with: source {workdir / 'env'}")
+
+
+@dev.command("down")
+@dev_dir_option
+def dev_down(workdir: Path) -> None:
+    """Stop every process of the stack."""
+    from opspawn.dev.stack import stop_recorded
+
+    stopped = stop_recorded(workdir.absolute())
+    if stopped:
+        click.echo(f"stopped {', '.join(stopped)}")
+    else:
+        click.echo("the dev stack is not running")
+
+
+@dev.command("status")
+@dev_dir_option
+def dev_status(workdir: Path) -> None:
+    """Show which processes of the stack are running; exit 1 unless all are."""
+    from opspawn.dev.processes import pid_alive
+    from opspawn.dev.stack import read_state
+
+    state = read_state(workdir.absolute())
+    if state is None:
+        click.echo("the dev stack is not running")
+        sys.exit(1)
+    processes = state.get("processes", [])
+    assert isinstance(processes, list)
+    healthy = True
+    for process in processes:
+        alive = pid_alive(int(process["pgid"]))
+        healthy &= alive
+        click.echo(f"{process['name']:<26} {'running' if alive else 'STOPPED'} (pgid {process['pgid']})")
+    sys.exit(0 if healthy else 1)
+
+
+@dev.command("env")
+@dev_dir_option
+def dev_env(workdir: Path) -> None:
+    """Print the stack's environment as shell exports (`eval "$(opspawn dev env)"`)."""
+    from opspawn.dev.stack import read_state
+
+    state = read_state(workdir.absolute())
+    if state is None:
+        raise click.ClickException("the dev stack is not running: start it with `opspawn dev up`")
+    environment = state["environment"]
+    assert isinstance(environment, dict)
+    for key, value in environment.items():
+        click.echo(f"export {key}={shlex.quote(str(value))}")
+
+
+if __name__ == "__main__":
+    main()

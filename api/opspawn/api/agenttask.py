@@ -45,7 +45,8 @@ Quantity = Annotated[
     WithJsonSchema(
         {
             "x-kubernetes-int-or-string": True,
-            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY}],
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY,
         }
     ),
 ]
@@ -70,6 +71,12 @@ def rule(
 def immutable(message: str) -> dict[str, str]:
     """A transition rule that refuses any change to the field it is attached to."""
     return rule("self == oldSelf", message, reason="FieldValueForbidden")
+
+
+def defaulted(model: type[ApiModel]) -> dict[str, Any]:
+    """Schema extra giving an object field the model's own defaults as its default, so the
+    apiserver fills the whole object in when it is omitted (and CEL rules see every field)."""
+    return {"default": model().model_dump(mode="json", by_alias=True, exclude_none=True)}
 
 
 class ApiModel(BaseModel):
@@ -322,11 +329,11 @@ class MemorySpec(ApiModel):
     """Short- and long-term memory."""
 
     short_term: ShortTermMemory = Field(
-        default_factory=ShortTermMemory, json_schema_extra={"default": {}}
+        default_factory=ShortTermMemory, json_schema_extra=defaulted(ShortTermMemory)
     )
     """Conversation window."""
     long_term: LongTermMemory = Field(
-        default_factory=LongTermMemory, json_schema_extra={"default": {}}
+        default_factory=LongTermMemory, json_schema_extra=defaulted(LongTermMemory)
     )
     """Long-term store."""
 
@@ -378,7 +385,7 @@ class RetrySpec(ApiModel):
 
     limit: int = Field(default=2, ge=0, le=10)
     """Retries after the first attempt."""
-    backoff: BackoffSpec = Field(default_factory=BackoffSpec, json_schema_extra={"default": {}})
+    backoff: BackoffSpec = Field(default_factory=BackoffSpec, json_schema_extra=defaulted(BackoffSpec))
     """Delay between attempts."""
 
 
@@ -556,13 +563,13 @@ class AgentTaskSpec(ApiModel):
     """JSON Schema (as JSON text) the result must match; the result is then structured JSON."""
     model: ModelSpec
     """Model provider, name, sampling parameters and API key reference."""
-    tools: ToolsSpec = Field(default_factory=ToolsSpec, json_schema_extra={"default": {}})
+    tools: ToolsSpec = Field(default_factory=ToolsSpec, json_schema_extra=defaulted(ToolsSpec))
     """Built-in tools and MCP servers the model may call (default: none)."""
-    memory: MemorySpec = Field(default_factory=MemorySpec, json_schema_extra={"default": {}})
+    memory: MemorySpec = Field(default_factory=MemorySpec, json_schema_extra=defaulted(MemorySpec))
     """Short- and long-term memory."""
-    limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra={"default": {}})
+    limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra=defaulted(LimitsSpec))
     """Budgets that stop the agent loop."""
-    retry: RetrySpec = Field(default_factory=RetrySpec, json_schema_extra={"default": {}})
+    retry: RetrySpec = Field(default_factory=RetrySpec, json_schema_extra=defaulted(RetrySpec))
     """Retries for infrastructure failures."""
     runner: RunnerSpec | None = None
     """Runner Pod settings: image, resources, scheduling, extra env."""

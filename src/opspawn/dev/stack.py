@@ -1,0 +1,213 @@
+"""The whole local stack: control plane + CRDs, process kubelet, NATS, Postgres.
+
+`DevStack.start()` brings everything up under one work directory and writes `env` there
+(KUBECONFIG, NATS_URL, DATABASE_URL, and PATH with the matching kubectl); `stop()` stops
+everything in reverse order. The pytest fixtures use it directly; `opspawn dev up` uses it and
+records the process groups in `state.json`, so that `opspawn dev down` (another process) can
+stop them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes import client, config
+
+from opspawn.api.crd import agenttask_crd
+from opspawn.dev.binaries import control_plane_binaries
+from opspawn.dev.controlplane import ControlPlane
+from opspawn.dev.kubelet.kubelet import DEFAULT_NODE_NAME
+from opspawn.dev.nats import NatsServer
+from opspawn.dev.postgres import Postgres
+from opspawn.dev.processes import ManagedProcess, pid_alive, stop_process_group
+
+STATE_FILE = "state.json"
+ENV_FILE = "env"
+
+
+@dataclass
+class DevStack:
+    """Every component of the local stack, under `workdir`."""
+
+    workdir: Path
+    with_nats: bool = True
+    with_postgres: bool = True
+    audit_log: bool = False
+    control_plane: ControlPlane | None = None
+    nats: NatsServer | None = None
+    postgres: Postgres | None = None
+    kubelet: ManagedProcess | None = None
+    started: list[str] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.workdir / ENV_FILE
+
+    def start(self) -> dict[str, str]:
+        """Start everything; on failure stop what was started and re-raise."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> dict[str, str]:
+        binaries = control_plane_binaries()
+        self.control_plane = ControlPlane(self.workdir / "control-plane", binaries, audit_log=self.audit_log)
+        self.control_plane.start()
+        self.kubeconfig.write_bytes(self.control_plane.kubeconfig.read_bytes())
+        self.kubeconfig.chmod(0o600)
+        install_crds(self.kubeconfig)
+        self._start_kubelet()
+        if self.with_nats:
+            self.nats = NatsServer(self.workdir / "nats")
+            self.nats.start()
+        if self.with_postgres:
+            self.postgres = Postgres(self.workdir / "postgres")
+            self.postgres.start()
+        environment = self.environment()
+        self.env_file.write_text(
+            "".join(f"export {key}={shlex.quote(value)}\n" for key, value in environment.items())
+        )
+        return environment
+
+    def _start_kubelet(self) -> None:
+        kubeconfig = self.control_plane.kubeconfig_for(  # type: ignore[union-attr]
+            "process-kubelet", "opspawn:process-kubelet", "system:masters"
+        )
+        self.kubelet = ManagedProcess(
+            name="process-kubelet",
+            argv=[
+                sys.executable, "-m", "opspawn.dev.kubelet",
+                "--kubeconfig", str(kubeconfig),
+                "--workdir", str(self.workdir / "kubelet"),
+                "--node-name", DEFAULT_NODE_NAME,
+            ],
+            log_path=self.workdir / "process-kubelet.log",
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        )
+        self.kubelet.start()
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        core = client.CoreV1Api(api)
+
+        def node_ready() -> bool:
+            node = core.read_node(DEFAULT_NODE_NAME)
+            return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+        try:
+            self.kubelet.wait_ready(node_ready, timeout=30)
+        finally:
+            api.close()
+
+    def environment(self) -> dict[str, str]:
+        """What a shell (or a test) needs to talk to the stack."""
+        kubectl_dir = str(control_plane_binaries()["kubectl"].parent)
+        environment = {
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{kubectl_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        if self.nats is not None:
+            environment["NATS_URL"] = self.nats.url
+        if self.postgres is not None:
+            environment["DATABASE_URL"] = self.postgres.url
+        return environment
+
+    def processes(self) -> list[ManagedProcess]:
+        """Every process of the stack, in start order."""
+        found = list(self.control_plane.processes) if self.control_plane else []
+        for component in (self.kubelet, self.nats and self.nats.process, self.postgres and self.postgres.process):
+            if component is not None:
+                found.append(component)
+        return found
+
+    def stop(self) -> None:
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.nats is not None:
+            self.nats.stop()
+        if self.kubelet is not None:
+            self.kubelet.stop()
+        if self.control_plane is not None:
+            self.control_plane.stop()
+
+    # ------------------------------------------------------------------ across processes
+
+    def write_state(self) -> None:
+        """Record the process groups and cleanup paths so `opspawn dev down` can stop them."""
+        state = {
+            "processes": [{"name": p.name, "pgid": p.pid} for p in self.processes()],
+            "remove": [str(self.postgres.data_root)] if self.postgres and self.postgres.data_root else [],
+            "environment": self.environment(),
+            "started": time.time(),
+        }
+        (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def read_state(workdir: Path) -> dict[str, object] | None:
+    path = workdir / STATE_FILE
+    if not path.exists():
+        return None
+    state: dict[str, object] = json.loads(path.read_text())
+    return state
+
+
+def live_processes(state: dict[str, object]) -> list[dict[str, object]]:
+    processes = state.get("processes", [])
+    assert isinstance(processes, list)
+    return [p for p in processes if pid_alive(int(p["pgid"]))]
+
+
+def stop_recorded(workdir: Path) -> list[str]:
+    """Stop every process group recorded in the state file, newest first; their names."""
+    state = read_state(workdir)
+    if state is None:
+        return []
+    stopped = []
+    processes = state.get("processes", [])
+    assert isinstance(processes, list)
+    for process in reversed(processes):
+        stop_process_group(int(process["pgid"]))
+        stopped.append(str(process["name"]))
+    for path in state.get("remove", []) or []:  # type: ignore[attr-defined]
+        subprocess.run(["rm", "-rf", "--", str(path)], check=False)
+    (workdir / STATE_FILE).unlink()
+    return stopped
+
+
+def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
+    """Create or update the AgentTask CRD and wait until it is Established."""
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        extensions = client.ApiextensionsV1Api(api)
+        crd = agenttask_crd()
+        name = crd["metadata"]["name"]
+        try:
+            extensions.create_custom_resource_definition(crd)
+        except client.exceptions.ApiException as error:
+            if error.status != 409:
+                raise
+            existing = extensions.read_custom_resource_definition(name)
+            crd["metadata"]["resourceVersion"] = existing.metadata.resource_version
+            extensions.replace_custom_resource_definition(name, crd)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = extensions.read_custom_resource_definition(name)
+            conditions = current.status.conditions or [] if current.status else []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"CRD {name} not Established after {timeout:.0f}s")
+    finally:
+        api.close()
