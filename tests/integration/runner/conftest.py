@@ -1,0 +1,48 @@
+"""Fixtures of the runner's integration tests: a real NATS server, JetStream stream, helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js.api import StorageType, StreamConfig
+from opspawn.api.events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, stream_subjects
+
+from opspawn.dev.nats import NatsServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A NATS server with JetStream of its own, on free ports, stopped at teardown."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def event_stream(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
+    """The event stream as the operator creates it; yields a client connected to its server."""
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().add_stream(
+        StreamConfig(
+            name=STREAM_NAME,
+            subjects=stream_subjects(),
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+    )
+    try:
+        yield nc
+    finally:
+        await nc.close()

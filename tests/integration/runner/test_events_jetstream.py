@@ -1,0 +1,140 @@
+"""The event publisher against a real nats-server with JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError
+from opspawn.api.events import (
+    MSG_ID_HEADER,
+    STREAM_NAME,
+    EventVerificationError,
+    LogPayload,
+    RunnerEvent,
+    SigningKey,
+    StepPayload,
+    TaskRef,
+    ToolCallPayload,
+    build_event,
+    sign_event,
+    verify_event,
+)
+from opspawn.runner.events import EventDeliveryError, EventPublisher, PublisherSettings
+
+from opspawn.dev.nats import NatsServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+KEY = SigningKey(os.urandom(32))
+TASK = TaskRef(
+    namespace="team-a",
+    task_name="summarise",
+    task_uid="5d1c8a2e-7f5e-4c1b-9a3f-0c4e2b1d9e77",
+    attempt=1,
+)
+FAST = PublisherSettings(deadline_seconds=30, ack_timeout_seconds=1, max_backoff_seconds=0.5)
+
+
+async def stored_events(nc: NatsClient) -> list[tuple[dict[str, str], RunnerEvent]]:
+    """Every message of the event stream in stream order: (headers, verified event)."""
+    js = nc.jetstream()
+    info = await js.stream_info(STREAM_NAME)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        try:
+            msg = await js.get_msg(STREAM_NAME, seq)
+        except NotFoundError:
+            continue
+        assert msg.data is not None
+        assert msg.subject is not None
+        out.append((msg.headers or {}, verify_event(msg.data, KEY, subject=msg.subject)))
+    return out
+
+
+async def test_every_event_lands_signed_and_in_order(
+    nats_server: NatsServer, event_stream: NatsClient
+) -> None:
+    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+        emitted = [await publisher.emit(StepPayload(step=i)) for i in range(1, 31)]
+        call = ToolCallPayload(call_id="c", tool="calculator", arguments={"e": "1"}, allowed=True)
+        emitted.append(await publisher.emit(call))
+    assert publisher.last_acknowledged == 31
+    stored = await stored_events(event_stream)
+    assert [event for _, event in stored] == emitted
+    assert [event.sequence for _, event in stored] == list(range(1, 32))
+    assert all(headers[MSG_ID_HEADER] == event.id for headers, event in stored)
+
+
+async def test_stored_event_does_not_verify_with_another_key(
+    nats_server: NatsServer, event_stream: NatsClient
+) -> None:
+    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+        await publisher.emit(LogPayload(message="hello"))
+    msg = await event_stream.jetstream().get_msg(STREAM_NAME, 1)
+    assert msg.data is not None
+    with pytest.raises(EventVerificationError):
+        verify_event(msg.data, SigningKey(os.urandom(32)))
+
+
+async def test_duplicate_publish_is_dropped_by_jetstream(event_stream: NatsClient) -> None:
+    js = event_stream.jetstream()
+    event = sign_event(build_event(TASK, 1, LogPayload(message="once")), KEY)
+    headers = {MSG_ID_HEADER: event.id}
+    first = await js.publish(TASK.subject, event.to_bytes(), stream=STREAM_NAME, headers=headers)
+    again = await js.publish(TASK.subject, event.to_bytes(), stream=STREAM_NAME, headers=headers)
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.seq == first.seq
+    assert [e for _, e in await stored_events(event_stream)] == [event]
+
+
+async def test_publisher_survives_a_nats_restart(
+    nats_server: NatsServer, event_stream: NatsClient
+) -> None:
+    publisher = await EventPublisher.connect(nats_server.url, TASK, KEY, FAST)
+    for i in range(1, 11):
+        await publisher.emit(StepPayload(step=i))
+    await publisher.flush()
+    assert publisher.last_acknowledged == 10
+
+    await asyncio.to_thread(nats_server.stop)
+    for i in range(11, 21):  # accepted while NATS is down: must not be lost
+        await publisher.emit(StepPayload(step=i))
+    assert publisher.last_acknowledged == 10
+    await asyncio.to_thread(nats_server.start)  # same port, same store
+    for i in range(21, 31):
+        await publisher.emit(StepPayload(step=i))
+    await publisher.close()
+
+    async with await _connect(nats_server) as nc:
+        stored = await stored_events(nc)
+    assert [event.sequence for _, event in stored] == list(range(1, 31))
+    assert [event.payload for _, event in stored] == [StepPayload(step=i) for i in range(1, 31)]
+
+
+async def test_publisher_reports_an_event_it_could_not_deliver(
+    nats_server: NatsServer, event_stream: NatsClient
+) -> None:
+    settings = PublisherSettings(
+        deadline_seconds=1, ack_timeout_seconds=0.2, max_backoff_seconds=0.1
+    )
+    publisher = await EventPublisher.connect(nats_server.url, TASK, KEY, settings)
+    await publisher.emit(StepPayload(step=1))
+    await publisher.flush()
+    await asyncio.to_thread(nats_server.stop)
+    lost = await publisher.emit(StepPayload(step=2))
+    with pytest.raises(EventDeliveryError, match=f"event {lost.id} .* not acknowledged"):
+        await publisher.flush()
+    with pytest.raises(EventDeliveryError):
+        await publisher.emit(StepPayload(step=3))
+    with pytest.raises(EventDeliveryError):
+        await publisher.close()
+    assert publisher.last_acknowledged == 1
+
+
+async def _connect(server: NatsServer) -> NatsClient:
+    return await nats.connect(server.url)
