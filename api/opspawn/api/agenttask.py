@@ -240,7 +240,7 @@ class McpServer(ApiModel):
     """Name of this server within the task; tools are exposed as <name>__<tool>."""
     url: str | None = Field(
         default=None,
-        max_length=2048,
+        max_length=1024,
         json_schema_extra={
             "x-kubernetes-validations": [
                 rule(
@@ -251,12 +251,12 @@ class McpServer(ApiModel):
         },
     )
     """Streamable HTTP endpoint of the server, e.g. http://mcp-github.tools.svc:8080/mcp."""
-    command: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
-        default=None, min_length=1, max_length=16
+    command: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, min_length=1, max_length=8
     )
     """Command that starts a stdio server inside the runner container (it must exist in the
     runner image)."""
-    allowed_tools: list[Annotated[str, Field(min_length=1, max_length=128, pattern=TOOL_NAME)]] = (
+    allowed_tools: list[Annotated[str, Field(min_length=1, max_length=64, pattern=TOOL_NAME)]] = (
         Field(min_length=1, max_length=32)
     )
     """Tools of this server the model may call; every other tool is refused and recorded."""
@@ -270,13 +270,21 @@ class ToolsSpec(ApiModel):
     builtin: list[BuiltinTool] = Field(
         default_factory=list,
         max_length=5,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra={
+            "default": [],
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
     )
     """Built-in tools, at most once each."""
     mcp_servers: list[McpServer] = Field(
         default_factory=list,
-        max_length=8,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        max_length=4,
+        json_schema_extra={
+            "default": [],
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
     )
     """MCP servers and the tools allowed on each."""
     max_parallel_calls: int = Field(default=4, ge=1, le=16)
@@ -438,7 +446,7 @@ class EnvVar(ApiModel):
         },
     )
     """Variable name."""
-    value: str = Field(default="", max_length=1024)
+    value: str = Field(default="", max_length=256)
     """Variable value."""
 
 
@@ -458,7 +466,7 @@ class RunnerSpec(ApiModel):
         Annotated[str, Field(max_length=63)],
     ] | None = Field(default=None, max_length=16)
     """Node labels the runner Pod must land on."""
-    tolerations: list[Toleration] | None = Field(default=None, max_length=16)
+    tolerations: list[Toleration] | None = Field(default=None, max_length=8)
     """Tolerations of the runner Pod."""
     env: list[EnvVar] | None = Field(
         default=None,
@@ -530,7 +538,8 @@ class AgentTaskSpec(ApiModel):
                     reason="FieldValueForbidden",
                 ),
                 rule(
-                    "!has(self.tools) || !self.tools.builtin.exists(t, t.name in ['remember', 'recall'])"
+                    "!has(self.tools.builtin)"
+                    " || !self.tools.builtin.exists(t, t.name in ['remember', 'recall'])"
                     " || (has(self.memory) && self.memory.longTerm.enabled)",
                     "the remember and recall tools need memory.longTerm.enabled: true",
                     field_path=".tools.builtin",
@@ -541,16 +550,16 @@ class AgentTaskSpec(ApiModel):
 
     goal: str = Field(min_length=1, max_length=16_384)
     """The instruction the agent carries out."""
-    context: str | None = Field(default=None, max_length=16_384)
+    context: str | None = Field(default=None, max_length=8192)
     """Background the model is given along with the goal."""
     inputs: dict[
         Annotated[str, Field(min_length=1, max_length=63, pattern=ENV_VAR_NAME)],
-        Annotated[str, Field(max_length=1024)],
+        Annotated[str, Field(max_length=512)],
     ] | None = Field(default=None, max_length=16)
     """Named input values, available to the model next to the goal."""
     output_schema: str | None = Field(
         default=None,
-        max_length=16_384,
+        max_length=8192,
         json_schema_extra={
             "x-kubernetes-validations": [
                 rule(

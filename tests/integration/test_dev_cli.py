@@ -1,0 +1,53 @@
+"""`opspawn dev up | status | env | down` as a user runs them, in a directory of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from opspawn.dev.processes import pid_alive
+
+
+def _opspawn(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "opspawn.cli", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+    workdir = tmp_path / "dev"
+    up = _opspawn("dev", "up", "--dir", str(workdir))
+    try:
+        assert up.returncode == 0, up.stderr
+        state = json.loads((workdir / "state.json").read_text())
+        names = [p["name"] for p in state["processes"]]
+        assert names == ["etcd", "kube-apiserver", "kube-controller-manager", "process-kubelet", "nats-server", "postgres"]
+        env_file = (workdir / "env").read_text()
+        for variable in ("KUBECONFIG", "NATS_URL", "DATABASE_URL", "PATH"):
+            assert f"export {variable}=" in env_file
+
+        again = _opspawn("dev", "up", "--dir", str(workdir))
+        assert again.returncode == 0 and "already running" in again.stdout
+        assert json.loads((workdir / "state.json").read_text()) == state
+
+        status = _opspawn("dev", "status", "--dir", str(workdir))
+        assert status.returncode == 0 and status.stdout.count("running") == 6
+
+        exports = _opspawn("dev", "env", "--dir", str(workdir)).stdout
+        environment = dict(os.environ)
+        for line in exports.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            environment[key] = value.strip("'")
+        nodes = subprocess.run(
+            ["kubectl", "get", "nodes", "-o", "name"], env=environment, capture_output=True, text=True, check=False
+        )
+        assert nodes.stdout.strip() == "node/opspawn-process-kubelet"
+    finally:
+        down = _opspawn("dev", "down", "--dir", str(workdir))
+    assert down.returncode == 0, down.stderr
+    assert not any(pid_alive(p["pgid"]) for p in state["processes"])
+    assert not (workdir / "state.json").exists()
+    assert _opspawn("dev", "status", "--dir", str(workdir)).returncode == 1
