@@ -66,11 +66,21 @@ def kubectl(stack: DevStack) -> Kubectl:
     """Run the stack's kubectl; returns the completed process (never raises on failure)."""
     environment = {**os.environ, **stack.environment()}
 
-    def run(*args: str, stdin: str | None = None, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, stdin: str | None = None, namespace: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = ["kubectl", *args]
         if namespace is not None:
             argv += ["--namespace", namespace]
-        return subprocess.run(argv, input=stdin, env=environment, capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            argv,
+            input=stdin,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     return run
 

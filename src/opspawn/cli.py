@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from opspawn.api.crd import agenttask_crd, render_yaml
 
 DEFAULT_DEV_DIR = Path(".opspawn/dev")
@@ -35,7 +34,12 @@ def crds_print() -> None:
 
 
 @crds.command("generate")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("crds"), show_default=True)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("crds"),
+    show_default=True,
+)
 def crds_generate(output_dir: Path) -> None:
     """Regenerate the CRD file in OUTPUT_DIR (what `make manifests` runs)."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -65,14 +69,12 @@ def dev() -> None:
 @dev_dir_option
 def dev_up(workdir: Path) -> None:
     """Start the stack in the background (idempotent) and write DIR/env."""
-    from opspawn.dev.stack import DevStack, live_processes, read_state, stop_recorded
+    from opspawn.dev.stack import DevStack, read_state, stop_recorded
 
     workdir = workdir.absolute()
     state = read_state(workdir)
     if state is not None:
-        processes = state.get("processes", [])
-        assert isinstance(processes, list)
-        if len(live_processes(state)) == len(processes):
+        if state.all_alive:
             click.echo(f"the dev stack is already running; `source {workdir / 'env'}` to use it")
             return
         click.echo("a previous dev stack is partly running: stopping what is left of it", err=True)
@@ -104,21 +106,16 @@ def dev_down(workdir: Path) -> None:
 @dev_dir_option
 def dev_status(workdir: Path) -> None:
     """Show which processes of the stack are running; exit 1 unless all are."""
-    from opspawn.dev.processes import pid_alive
     from opspawn.dev.stack import read_state
 
     state = read_state(workdir.absolute())
     if state is None:
         click.echo("the dev stack is not running")
         sys.exit(1)
-    processes = state.get("processes", [])
-    assert isinstance(processes, list)
-    healthy = True
-    for process in processes:
-        alive = pid_alive(int(process["pgid"]))
-        healthy &= alive
-        click.echo(f"{process['name']:<26} {'running' if alive else 'STOPPED'} (pgid {process['pgid']})")
-    sys.exit(0 if healthy else 1)
+    for process in state.processes:
+        shown = "running" if process.alive else "STOPPED"
+        click.echo(f"{process.name:<26} {shown} (pgid {process.pgid})")
+    sys.exit(0 if state.all_alive else 1)
 
 
 @dev.command("env")
@@ -130,10 +127,8 @@ def dev_env(workdir: Path) -> None:
     state = read_state(workdir.absolute())
     if state is None:
         raise click.ClickException("the dev stack is not running: start it with `opspawn dev up`")
-    environment = state["environment"]
-    assert isinstance(environment, dict)
-    for key, value in environment.items():
-        click.echo(f"export {key}={shlex.quote(str(value))}")
+    for key, value in state.environment.items():
+        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def test_examples_apply(kubectl: Kubectl, namespace: str, example: Path) -> None
 
 def test_defaults_are_filled_in(kubectl: Kubectl, namespace: str) -> None:
     assert _apply(kubectl, namespace, _task("defaults")).returncode == 0
-    stored = json.loads(kubectl("get", "agenttask", "defaults", "-o", "json", namespace=namespace).stdout)
+    stored = json.loads(
+        kubectl("get", "agenttask", "defaults", "-o", "json", namespace=namespace).stdout
+    )
     spec = stored["spec"]
     assert spec["limits"]["maxSteps"] == 20
     assert spec["limits"]["timeoutSeconds"] == 600
@@ -77,31 +79,113 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("missing-goal", {"goal": None}, "spec.goal: Required value"),
     ("empty-goal", {"goal": ""}, "spec.goal"),
     ("goal-too-long", {"goal": "x" * 16_385}, "spec.goal: Too long"),
-    ("unknown-provider", {"model": _model(provider="cohere")}, "spec.model.provider: Unsupported value"),
+    (
+        "unknown-provider",
+        {"model": _model(provider="cohere")},
+        "spec.model.provider: Unsupported value",
+    ),
     ("missing-model-name", {"model": _model(name=None)}, "spec.model.name: Required value"),
     ("temperature-range", {"model": _model(temperature=3)}, "spec.model.temperature"),
-    ("anthropic-temperature", {"model": _model(provider="anthropic", temperature=1.5)}, "spec.model.temperature"),
-    ("compatible-needs-base-url", {"model": _model(provider="openai-compatible", apiKeySecretRef=None)}, "spec.model.baseURL"),
-    ("base-url-only-for-compatible", {"model": _model(baseURL="http://vllm:8000/v1")}, "spec.model.baseURL"),
-    ("base-url-not-a-url", {"model": _model(provider="openai-compatible", baseURL="ftp://x")}, "spec.model.baseURL"),
-    ("hosted-provider-needs-key", {"model": _model(apiKeySecretRef=None)}, "spec.model.apiKeySecretRef"),
+    (
+        "anthropic-temperature",
+        {"model": _model(provider="anthropic", temperature=1.5)},
+        "spec.model.temperature",
+    ),
+    (
+        "compatible-needs-base-url",
+        {"model": _model(provider="openai-compatible", apiKeySecretRef=None)},
+        "spec.model.baseURL",
+    ),
+    (
+        "base-url-only-for-compatible",
+        {"model": _model(baseURL="http://vllm:8000/v1")},
+        "spec.model.baseURL",
+    ),
+    (
+        "base-url-not-a-url",
+        {"model": _model(provider="openai-compatible", baseURL="ftp://x")},
+        "spec.model.baseURL",
+    ),
+    (
+        "hosted-provider-needs-key",
+        {"model": _model(apiKeySecretRef=None)},
+        "spec.model.apiKeySecretRef",
+    ),
     ("react-only-for-compatible", {"model": _model(toolCalling="react")}, "spec.model.toolCalling"),
-    ("bad-secret-name", {"model": _model(apiKeySecretRef={"name": "Not_A_Name", "key": "k"})}, "spec.model.apiKeySecretRef.name"),
-    ("http-fetch-needs-hosts", {"tools": {"builtin": [{"name": "http_fetch"}]}}, "spec.tools.builtin[0].allowedHosts"),
-    ("hosts-only-for-http-fetch", {"tools": {"builtin": [{"name": "calculator", "allowedHosts": ["a.com"]}]}}, "spec.tools.builtin[0].allowedHosts"),
-    ("unknown-builtin-tool", {"tools": {"builtin": [{"name": "shell"}]}}, "spec.tools.builtin[0].name: Unsupported value"),
-    ("duplicate-builtin-tool", {"tools": {"builtin": [{"name": "calculator"}, {"name": "calculator"}]}}, "spec.tools.builtin[1]: Duplicate value"),
-    ("mcp-url-and-command", {"tools": {"mcpServers": [{"name": "m", "url": "http://m/mcp", "command": ["m"], "allowedTools": ["a"]}]}}, "spec.tools.mcpServers[0]"),
-    ("mcp-without-allow-list", {"tools": {"mcpServers": [{"name": "m", "url": "http://m/mcp"}]}}, "spec.tools.mcpServers[0].allowedTools: Required value"),
-    ("memory-tools-need-memory", {"tools": {"builtin": [{"name": "remember"}]}}, "spec.tools.builtin"),
-    ("long-term-needs-collection", {"memory": {"longTerm": {"enabled": True}}}, "spec.memory.longTerm.collection"),
-    ("collection-capitalised", {"memory": {"longTerm": {"enabled": True, "collection": "notes"}}}, "spec.memory.longTerm.collection"),
+    (
+        "bad-secret-name",
+        {"model": _model(apiKeySecretRef={"name": "Not_A_Name", "key": "k"})},
+        "spec.model.apiKeySecretRef.name",
+    ),
+    (
+        "http-fetch-needs-hosts",
+        {"tools": {"builtin": [{"name": "http_fetch"}]}},
+        "spec.tools.builtin[0].allowedHosts",
+    ),
+    (
+        "hosts-only-for-http-fetch",
+        {"tools": {"builtin": [{"name": "calculator", "allowedHosts": ["a.com"]}]}},
+        "spec.tools.builtin[0].allowedHosts",
+    ),
+    (
+        "unknown-builtin-tool",
+        {"tools": {"builtin": [{"name": "shell"}]}},
+        "spec.tools.builtin[0].name: Unsupported value",
+    ),
+    (
+        "duplicate-builtin-tool",
+        {"tools": {"builtin": [{"name": "calculator"}, {"name": "calculator"}]}},
+        "spec.tools.builtin[1]: Duplicate value",
+    ),
+    (
+        "mcp-url-and-command",
+        {
+            "tools": {
+                "mcpServers": [
+                    {"name": "m", "url": "http://m/mcp", "command": ["m"], "allowedTools": ["a"]}
+                ]
+            }
+        },
+        "spec.tools.mcpServers[0]",
+    ),
+    (
+        "mcp-without-allow-list",
+        {"tools": {"mcpServers": [{"name": "m", "url": "http://m/mcp"}]}},
+        "spec.tools.mcpServers[0].allowedTools: Required value",
+    ),
+    (
+        "memory-tools-need-memory",
+        {"tools": {"builtin": [{"name": "remember"}]}},
+        "spec.tools.builtin",
+    ),
+    (
+        "long-term-needs-collection",
+        {"memory": {"longTerm": {"enabled": True}}},
+        "spec.memory.longTerm.collection",
+    ),
+    (
+        "collection-capitalised",
+        {"memory": {"longTerm": {"enabled": True, "collection": "notes"}}},
+        "spec.memory.longTerm.collection",
+    ),
     ("max-steps-range", {"limits": {"maxSteps": 0}}, "spec.limits.maxSteps"),
     ("negative-budget", {"limits": {"maxCostUSD": -1}}, "spec.limits.maxCostUSD"),
-    ("backoff-order", {"retry": {"backoff": {"initialSeconds": 600, "maxSeconds": 60}}}, "spec.retry.backoff.initialSeconds"),
+    (
+        "backoff-order",
+        {"retry": {"backoff": {"initialSeconds": 600, "maxSeconds": 60}}},
+        "spec.retry.backoff.initialSeconds",
+    ),
     ("retry-limit-range", {"retry": {"limit": 11}}, "spec.retry.limit"),
-    ("reserved-env-name", {"runner": {"env": [{"name": "OPSPAWN_TASK", "value": "x"}]}}, "spec.runner.env[0].name"),
-    ("bad-quantity", {"runner": {"resources": {"limits": {"cpu": "lots"}}}}, "spec.runner.resources.limits.cpu"),
+    (
+        "reserved-env-name",
+        {"runner": {"env": [{"name": "OPSPAWN_TASK", "value": "x"}]}},
+        "spec.runner.env[0].name",
+    ),
+    (
+        "bad-quantity",
+        {"runner": {"resources": {"limits": {"cpu": "lots"}}}},
+        "spec.runner.resources.limits.cpu",
+    ),
     ("output-schema-not-json-object", {"outputSchema": "type: object"}, "spec.outputSchema"),
     ("input-key-not-identifier", {"inputs": {"not valid": "x"}}, "spec.inputs"),
     ("priority-range", {"priority": 5000}, "spec.priority"),
@@ -109,7 +193,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "changes", "expected"), INVALID, ids=[case[0] for case in INVALID])
+@pytest.mark.parametrize(
+    ("name", "changes", "expected"), INVALID, ids=[case[0] for case in INVALID]
+)
 def test_invalid_task_is_refused_naming_the_field(
     kubectl: Kubectl, namespace: str, name: str, changes: dict[str, Any], expected: str
 ) -> None:
@@ -122,7 +208,9 @@ def test_invalid_task_is_refused_naming_the_field(
     result = _apply(kubectl, namespace, task)
     assert result.returncode != 0, f"{name} was accepted"
     assert expected in result.stderr, result.stderr
-    assert kubectl("get", "agenttask", name, namespace=namespace).returncode != 0, "nothing is left behind"
+    assert kubectl("get", "agenttask", name, namespace=namespace).returncode != 0, (
+        "nothing is left behind"
+    )
 
 
 IMMUTABLE_CHANGES: list[tuple[str, dict[str, Any], str]] = [
@@ -133,7 +221,9 @@ IMMUTABLE_CHANGES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "changes", "expected"), IMMUTABLE_CHANGES, ids=[c[0] for c in IMMUTABLE_CHANGES])
+@pytest.mark.parametrize(
+    ("name", "changes", "expected"), IMMUTABLE_CHANGES, ids=[c[0] for c in IMMUTABLE_CHANGES]
+)
 def test_spec_is_immutable_after_creation(
     kubectl: Kubectl, namespace: str, name: str, changes: dict[str, Any], expected: str
 ) -> None:
@@ -143,13 +233,21 @@ def test_spec_is_immutable_after_creation(
     assert expected in result.stderr, result.stderr
 
 
-def test_cancel_suspend_priority_and_ttl_may_change_but_cancel_is_final(kubectl: Kubectl, namespace: str) -> None:
+def test_cancel_suspend_priority_and_ttl_may_change_but_cancel_is_final(
+    kubectl: Kubectl, namespace: str
+) -> None:
     assert _apply(kubectl, namespace, _task("mutable")).returncode == 0
     changed = _apply(
-        kubectl, namespace, _task("mutable", suspend=True, priority=100, ttlSecondsAfterFinished=60, cancel=True)
+        kubectl,
+        namespace,
+        _task("mutable", suspend=True, priority=100, ttlSecondsAfterFinished=60, cancel=True),
     )
     assert changed.returncode == 0, changed.stderr
-    undone = _apply(kubectl, namespace, _task("mutable", suspend=True, priority=100, ttlSecondsAfterFinished=60, cancel=False))
+    undone = _apply(
+        kubectl,
+        namespace,
+        _task("mutable", suspend=True, priority=100, ttlSecondsAfterFinished=60, cancel=False),
+    )
     assert undone.returncode != 0
     assert "spec.cancel: Forbidden: cancel cannot be undone" in undone.stderr
 
@@ -157,15 +255,30 @@ def test_cancel_suspend_priority_and_ttl_may_change_but_cancel_is_final(kubectl:
 def test_status_is_a_subresource(kubectl: Kubectl, namespace: str) -> None:
     assert _apply(kubectl, namespace, _task("status-split")).returncode == 0
     patched = kubectl(
-        "patch", "agenttask", "status-split", "--type=merge", "-p", json.dumps({"status": {"phase": "Succeeded"}}),
+        "patch",
+        "agenttask",
+        "status-split",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Succeeded"}}),
         namespace=namespace,
     )
     assert patched.returncode == 0
-    stored = yaml.safe_load(kubectl("get", "agenttask", "status-split", "-o", "yaml", namespace=namespace).stdout)
-    assert "status" not in stored or stored["status"].get("phase") != "Succeeded", "status changed through the main resource"
+    stored = yaml.safe_load(
+        kubectl("get", "agenttask", "status-split", "-o", "yaml", namespace=namespace).stdout
+    )
+    assert "status" not in stored or stored["status"].get("phase") != "Succeeded", (
+        "status changed through the main resource"
+    )
     via_subresource = kubectl(
-        "patch", "agenttask", "status-split", "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": {"phase": "Running", "steps": 3}}), namespace=namespace,
+        "patch",
+        "agenttask",
+        "status-split",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Running", "steps": 3}}),
+        namespace=namespace,
     )
     assert via_subresource.returncode == 0, via_subresource.stderr
     table = kubectl("get", "agenttask", "status-split", namespace=namespace).stdout

@@ -13,7 +13,11 @@ from opspawn.dev.processes import pid_alive
 
 def _opspawn(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "opspawn.cli", *args], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "opspawn.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -24,7 +28,14 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
         assert up.returncode == 0, up.stderr
         state = json.loads((workdir / "state.json").read_text())
         names = [p["name"] for p in state["processes"]]
-        assert names == ["etcd", "kube-apiserver", "kube-controller-manager", "process-kubelet", "nats-server", "postgres"]
+        assert names == [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "process-kubelet",
+            "nats-server",
+            "postgres",
+        ]
         env_file = (workdir / "env").read_text()
         for variable in ("KUBECONFIG", "NATS_URL", "DATABASE_URL", "PATH"):
             assert f"export {variable}=" in env_file
@@ -42,7 +53,11 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
             key, _, value = line.removeprefix("export ").partition("=")
             environment[key] = value.strip("'")
         nodes = subprocess.run(
-            ["kubectl", "get", "nodes", "-o", "name"], env=environment, capture_output=True, text=True, check=False
+            ["kubectl", "get", "nodes", "-o", "name"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert nodes.stdout.strip() == "node/opspawn-process-kubelet"
     finally:

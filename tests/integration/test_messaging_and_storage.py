@@ -18,10 +18,18 @@ def test_jetstream_publish_and_durable_pull_consumer_round_trip(stack: DevStack)
         connection = await nats.connect(stack.nats.url)  # type: ignore[union-attr]
         try:
             stream = connection.jetstream()
-            await stream.add_stream(StreamConfig(name="ROUNDTRIP", subjects=["roundtrip.>"], duplicate_window=60))
+            await stream.add_stream(
+                StreamConfig(name="ROUNDTRIP", subjects=["roundtrip.>"], duplicate_window=60)
+            )
             for number in range(3):
-                await stream.publish(f"roundtrip.task.{number}", f"event {number}".encode(), headers={"Nats-Msg-Id": f"id-{number}"})
-            duplicate = await stream.publish("roundtrip.task.0", b"event 0", headers={"Nats-Msg-Id": "id-0"})
+                await stream.publish(
+                    f"roundtrip.task.{number}",
+                    f"event {number}".encode(),
+                    headers={"Nats-Msg-Id": f"id-{number}"},
+                )
+            duplicate = await stream.publish(
+                "roundtrip.task.0", b"event 0", headers={"Nats-Msg-Id": "id-0"}
+            )
             assert duplicate.duplicate is True
             subscription = await stream.pull_subscribe(
                 "roundtrip.>", durable="auditor", config=ConsumerConfig(ack_wait=30)
@@ -43,12 +51,16 @@ def test_jetstream_publish_and_durable_pull_consumer_round_trip(stack: DevStack)
 def test_postgres_round_trip(stack: DevStack) -> None:
     assert stack.postgres is not None
     with psycopg.connect(stack.postgres.dsn, autocommit=True) as connection:
-        connection.execute("create table if not exists roundtrip (id text primary key, payload jsonb)")
         connection.execute(
-            "insert into roundtrip values (%s, %s::jsonb) on conflict do nothing", ("event-1", '{"step": 1}')
+            "create table if not exists roundtrip (id text primary key, payload jsonb)"
         )
         connection.execute(
-            "insert into roundtrip values (%s, %s::jsonb) on conflict do nothing", ("event-1", '{"step": 1}')
+            "insert into roundtrip values (%s, %s::jsonb) on conflict do nothing",
+            ("event-1", '{"step": 1}'),
+        )
+        connection.execute(
+            "insert into roundtrip values (%s, %s::jsonb) on conflict do nothing",
+            ("event-1", '{"step": 1}'),
         )
         rows = connection.execute("select id, payload from roundtrip").fetchall()
     assert rows == [("event-1", {"step": 1})]

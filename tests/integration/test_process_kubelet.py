@@ -18,7 +18,12 @@ PYTHON = sys.executable
 
 def _job(name: str, command: list[str], **pod_spec: Any) -> dict[str, Any]:
     active_deadline = pod_spec.pop("activeDeadlineSeconds", None)
-    container = {"name": "main", "image": "opspawn/runner:dev", "command": command, **pod_spec.pop("container", {})}
+    container = {
+        "name": "main",
+        "image": "opspawn/runner:dev",
+        "command": command,
+        **pod_spec.pop("container", {}),
+    }
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -31,6 +36,11 @@ def _job(name: str, command: list[str], **pod_spec: Any) -> dict[str, Any]:
     if active_deadline is not None:
         job["spec"]["activeDeadlineSeconds"] = active_deadline
     return job
+
+
+def _read(path: Path) -> str:
+    """The file's text, or "" while it does not exist yet."""
+    return path.read_text() if path.exists() else ""
 
 
 def _job_condition(batch: client.BatchV1Api, namespace: str, name: str) -> Any:
@@ -62,36 +72,53 @@ def test_job_that_exits_zero_completes(kube_api: client.ApiClient, namespace: st
     assert (terminated.exit_code, terminated.reason) == (0, "Completed")
 
 
-def test_job_that_exits_three_fails_with_the_exit_code_in_the_pod(kube_api: client.ApiClient, namespace: str) -> None:
+def test_job_that_exits_three_fails_with_the_exit_code_in_the_pod(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
     batch, core = client.BatchV1Api(kube_api), client.CoreV1Api(kube_api)
     script = "import pathlib, os, sys; pathlib.Path(os.environ['OPSPAWN_TERMINATION_MESSAGE_PATH']).write_text('model gave up'); sys.exit(3)"
     batch.create_namespaced_job(namespace, _job("fails", [PYTHON, "-c", script]))
     condition = wait_for(lambda: _job_condition(batch, namespace, "fails"), 60, "the Job to finish")
     assert (condition.type, condition.reason) == ("Failed", "BackoffLimitExceeded")
     terminated = _terminated(core, namespace, "fails")
-    assert (terminated.exit_code, terminated.reason, terminated.message) == (3, "Error", "model gave up")
+    assert (terminated.exit_code, terminated.reason, terminated.message) == (
+        3,
+        "Error",
+        "model gave up",
+    )
     assert _pods(core, namespace, "fails")[0].status.phase == "Failed"
 
 
-def test_active_deadline_kills_a_sleeping_job(kube_api: client.ApiClient, namespace: str, tmp_path: Path) -> None:
+def test_active_deadline_kills_a_sleeping_job(
+    kube_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
     batch, core = client.BatchV1Api(kube_api), client.CoreV1Api(kube_api)
     pid_file = tmp_path / "pid"
     script = f"import os, time, pathlib; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(300)"
-    batch.create_namespaced_job(namespace, _job("sleeps", [PYTHON, "-c", script], activeDeadlineSeconds=3))
-    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, "the process to start"))
+    batch.create_namespaced_job(
+        namespace, _job("sleeps", [PYTHON, "-c", script], activeDeadlineSeconds=3)
+    )
+    pid = int(wait_for(lambda: _read(pid_file), 30, "the process to start"))
     condition = wait_for(lambda: _job_condition(batch, namespace, "sleeps"), 60, "the deadline")
     assert (condition.type, condition.reason) == ("Failed", "DeadlineExceeded")
     wait_for(lambda: not pid_alive(pid), 30, "the process to be killed")
     wait_for(lambda: not _pods(core, namespace, "sleeps"), 30, "the Pod to be removed")
 
 
-def test_env_from_secret_and_expansion_reach_the_process(kube_api: client.ApiClient, namespace: str) -> None:
+def test_env_from_secret_and_expansion_reach_the_process(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
     batch, core = client.BatchV1Api(kube_api), client.CoreV1Api(kube_api)
     core.create_namespaced_secret(
         namespace,
-        {"metadata": {"name": "keys"}, "data": {"token": base64.b64encode(b"s3cr3t $(NOT_EXPANDED)").decode()}},
+        {
+            "metadata": {"name": "keys"},
+            "data": {"token": base64.b64encode(b"s3cr3t $(NOT_EXPANDED)").decode()},
+        },
     )
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"}, "data": {"mode": "fast"}})
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "settings"}, "data": {"mode": "fast"}}
+    )
     script = (
         "import os, sys, pathlib, json; "
         "keys = ['TOKEN', 'MODE', 'POD', 'GREETING', 'LITERAL']; "
@@ -121,25 +148,30 @@ def test_env_from_secret_and_expansion_reach_the_process(kube_api: client.ApiCli
     }
 
 
-def test_missing_secret_is_a_config_error_until_it_appears(kube_api: client.ApiClient, namespace: str) -> None:
+def test_missing_secret_is_a_config_error_until_it_appears(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
     batch, core = client.BatchV1Api(kube_api), client.CoreV1Api(kube_api)
-    container = {"env": [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "later", "key": "k"}}}]}
-    batch.create_namespaced_job(namespace, _job("waits", [PYTHON, "-c", "pass"], container=container))
+    container = {
+        "env": [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "later", "key": "k"}}}]
+    }
+    batch.create_namespaced_job(
+        namespace, _job("waits", [PYTHON, "-c", "pass"], container=container)
+    )
 
-    def waiting_reason() -> Any:
+    def config_error() -> Any:
         for pod in _pods(core, namespace, "waits"):
             for status in pod.status.container_statuses or []:
-                if status.state and status.state.waiting:
-                    return status.state.waiting
+                waiting = status.state.waiting if status.state else None
+                if waiting is not None and waiting.reason == "CreateContainerConfigError":
+                    return waiting
         return None
 
-    waiting = wait_for(
-        lambda: (w := waiting_reason()) is not None and w.reason == "CreateContainerConfigError" and w,
-        30,
-        "CreateContainerConfigError",
-    )
+    waiting = wait_for(config_error, 30, "CreateContainerConfigError")
     assert waiting.message == 'secret "later" not found'
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "later"}, "stringData": {"k": "v"}})
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "later"}, "stringData": {"k": "v"}}
+    )
     condition = wait_for(lambda: _job_condition(batch, namespace, "waits"), 60, "the Job to finish")
     assert condition.type == "Complete"
 
@@ -156,14 +188,20 @@ def test_deleting_a_job_kills_its_process_and_removes_its_pods(
         f"pathlib.Path({str(pid_file)!r}).write_text(f'{{os.getpid()}} {{child.pid}}'); time.sleep(300)"
     )
     batch.create_namespaced_job(namespace, _job("deleted", [PYTHON, "-c", script]))
-    pids = [int(p) for p in wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, "the process").split()]
+    pids = [int(p) for p in wait_for(lambda: _read(pid_file), 30, "the processes").split()]
     assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
     batch.delete_namespaced_job("deleted", namespace, propagation_policy="Background")
     wait_for(lambda: not any(pid_alive(pid) for pid in pids), 60, "the processes to be killed")
-    wait_for(lambda: not _pods(core, namespace, "deleted"), 60, "the garbage collector to remove the Pods")
+    wait_for(
+        lambda: not _pods(core, namespace, "deleted"),
+        60,
+        "the garbage collector to remove the Pods",
+    )
 
 
-def test_pod_with_unmatched_node_selector_stays_pending(kube_api: client.ApiClient, namespace: str) -> None:
+def test_pod_with_unmatched_node_selector_stays_pending(
+    kube_api: client.ApiClient, namespace: str
+) -> None:
     core = client.CoreV1Api(kube_api)
     pod = {
         "metadata": {"name": "elsewhere"},
@@ -176,7 +214,10 @@ def test_pod_with_unmatched_node_selector_stays_pending(kube_api: client.ApiClie
 
     def unschedulable() -> bool:
         status = core.read_namespaced_pod_status("elsewhere", namespace).status
-        return any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in status.conditions or [])
+        return any(
+            c.type == "PodScheduled" and c.reason == "Unschedulable"
+            for c in status.conditions or []
+        )
 
     wait_for(unschedulable, 30, "the Pod to be reported unschedulable")
     assert core.read_namespaced_pod("elsewhere", namespace).spec.node_name is None

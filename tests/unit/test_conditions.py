@@ -8,7 +8,9 @@ T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:0
 
 def test_transition_time_changes_only_with_status() -> None:
     conditions = set_condition([], RUNNING, ConditionStatus.TRUE, "Started", "", now=T0)
-    conditions = set_condition(conditions, RUNNING, ConditionStatus.TRUE, "StepTaken", "step 2", now=T1)
+    conditions = set_condition(
+        conditions, RUNNING, ConditionStatus.TRUE, "StepTaken", "step 2", now=T1
+    )
     running = find(conditions, RUNNING)
     assert running is not None
     assert (running.reason, running.last_transition_time) == ("StepTaken", T0)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 GROUP = "opspawn.io"
 VERSION = "v1alpha1"
@@ -29,7 +30,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
 TOOL_NAME = r"^[a-zA-Z0-9_][-a-zA-Z0-9_.]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -58,9 +59,9 @@ def rule(
     message: str,
     field_path: str | None = None,
     reason: str | None = None,
-) -> dict[str, str]:
+) -> JsonDict:
     """One CEL validation rule, as it appears under `x-kubernetes-validations`."""
-    out = {"rule": expression, "message": message}
+    out: JsonDict = {"rule": expression, "message": message}
     if field_path is not None:
         out["fieldPath"] = field_path
     if reason is not None:
@@ -68,12 +69,7 @@ def rule(
     return out
 
 
-def immutable(message: str) -> dict[str, str]:
-    """A transition rule that refuses any change to the field it is attached to."""
-    return rule("self == oldSelf", message, reason="FieldValueForbidden")
-
-
-def defaulted(model: type[ApiModel]) -> dict[str, Any]:
+def defaulted(model: type[ApiModel]) -> JsonDict:
     """Schema extra giving an object field the model's own defaults as its default, so the
     apiserver fills the whole object in when it is omitted (and CEL rules see every field)."""
     return {"default": model().model_dump(mode="json", by_alias=True, exclude_none=True)}
@@ -110,7 +106,7 @@ class SecretKeyRef(ApiModel):
 
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
     """Name of the Secret, in the AgentTask's namespace."""
-    key: str = Field(min_length=1, max_length=253, pattern=SECRET_KEY)
+    key: str = Field(min_length=1, max_length=253, pattern=DATA_KEY)
     """Key within the Secret whose value is used."""
 
 
@@ -137,7 +133,8 @@ class ModelSpec(ApiModel):
                     field_path=".toolCalling",
                 ),
                 rule(
-                    "self.provider != 'anthropic' || !has(self.temperature) || self.temperature <= 1.0",
+                    "self.provider != 'anthropic' || !has(self.temperature)"
+                    " || self.temperature <= 1.0",
                     "temperature must be at most 1.0 for provider anthropic",
                     field_path=".temperature",
                 ),
@@ -149,7 +146,8 @@ class ModelSpec(ApiModel):
     """Model provider: openai, anthropic, google, or openai-compatible (any server that speaks
     the OpenAI Chat Completions API, e.g. OpenRouter, vLLM, Ollama; set baseURL)."""
     name: str = Field(min_length=1, max_length=256)
-    """Model name as the provider knows it, e.g. gpt-4.1-mini, claude-sonnet-4-5, gemini-2.5-flash."""
+    """Model name as the provider knows it, e.g. gpt-4.1-mini, claude-sonnet-4-5,
+    gemini-2.5-flash."""
     base_url: str | None = Field(
         default=None,
         alias="baseURL",
@@ -197,8 +195,10 @@ class BuiltinTool(ApiModel):
             "x-kubernetes-validations": [
                 rule(
                     "self.name == 'http_fetch' ? "
-                    "(has(self.allowedHosts) && size(self.allowedHosts) > 0) : !has(self.allowedHosts)",
-                    "allowedHosts is required (non-empty) for http_fetch and not allowed for other tools",
+                    "(has(self.allowedHosts) && size(self.allowedHosts) > 0)"
+                    " : !has(self.allowedHosts)",
+                    "allowedHosts is required (non-empty) for http_fetch"
+                    " and not allowed for other tools",
                     field_path=".allowedHosts",
                 ),
                 rule(
@@ -212,9 +212,19 @@ class BuiltinTool(ApiModel):
 
     name: BuiltinToolName
     """Tool name: http_fetch, calculator, current_time, remember, recall."""
-    allowed_hosts: list[
-        Annotated[str, Field(min_length=1, max_length=253, pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$")]
-    ] | None = Field(default=None, max_length=16)
+    allowed_hosts: (
+        list[
+            Annotated[
+                str,
+                Field(
+                    min_length=1,
+                    max_length=253,
+                    pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$",
+                ),
+            ]
+        ]
+        | None
+    ) = Field(default=None, max_length=16)
     """http_fetch only: hosts it may reach (exact, or *.example.com for subdomains)."""
     max_response_bytes: int | None = Field(default=None, ge=1, le=10_485_760)
     """http_fetch only: responses larger than this are cut (default 1 MiB)."""
@@ -393,7 +403,9 @@ class RetrySpec(ApiModel):
 
     limit: int = Field(default=2, ge=0, le=10)
     """Retries after the first attempt."""
-    backoff: BackoffSpec = Field(default_factory=BackoffSpec, json_schema_extra=defaulted(BackoffSpec))
+    backoff: BackoffSpec = Field(
+        default_factory=BackoffSpec, json_schema_extra=defaulted(BackoffSpec)
+    )
     """Delay between attempts."""
 
 
@@ -461,10 +473,13 @@ class RunnerSpec(ApiModel):
         default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN
     )
     """ServiceAccount of the runner Pod (the runner needs no Kubernetes API access)."""
-    node_selector: dict[
-        Annotated[str, Field(max_length=316, pattern=LABEL_KEY)],
-        Annotated[str, Field(max_length=63)],
-    ] | None = Field(default=None, max_length=16)
+    node_selector: (
+        dict[
+            Annotated[str, Field(max_length=316, pattern=LABEL_KEY)],
+            Annotated[str, Field(max_length=63)],
+        ]
+        | None
+    ) = Field(default=None, max_length=16)
     """Node labels the runner Pod must land on."""
     tolerations: list[Toleration] | None = Field(default=None, max_length=8)
     """Tolerations of the runner Pod."""
@@ -483,13 +498,13 @@ MUTABLE_SPEC_FIELDS = ("cancel", "suspend", "priority", "ttlSecondsAfterFinished
 """Spec fields that may change after creation; every other field is immutable."""
 
 
-def _immutability_rules(fields: dict[str, bool]) -> list[dict[str, str]]:
+def _immutability_rules(fields: dict[str, bool]) -> list[JsonDict]:
     """Transition rules on the spec refusing changes to every field not in MUTABLE_SPEC_FIELDS.
 
     `fields` maps each immutable field (wire name) to whether it is required. Rules live on the
     spec rather than on each field so that adding or removing an optional field is caught too.
     """
-    rules = []
+    rules: list[JsonDict] = []
     for name, required in fields.items():
         if required:
             expression = f"self.{name} == oldSelf.{name}"
@@ -552,10 +567,13 @@ class AgentTaskSpec(ApiModel):
     """The instruction the agent carries out."""
     context: str | None = Field(default=None, max_length=8192)
     """Background the model is given along with the goal."""
-    inputs: dict[
-        Annotated[str, Field(min_length=1, max_length=63, pattern=ENV_VAR_NAME)],
-        Annotated[str, Field(max_length=512)],
-    ] | None = Field(default=None, max_length=16)
+    inputs: (
+        dict[
+            Annotated[str, Field(min_length=1, max_length=63, pattern=ENV_VAR_NAME)],
+            Annotated[str, Field(max_length=512)],
+        ]
+        | None
+    ) = Field(default=None, max_length=16)
     """Named input values, available to the model next to the goal."""
     output_schema: str | None = Field(
         default=None,
@@ -623,7 +641,9 @@ class Condition(ApiModel):
     """Accepted, Queued, Running, Succeeded, Stalled, MemoryAvailable."""
     status: ConditionStatus
     """True, False or Unknown."""
-    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    )
     """Machine-readable reason in CamelCase, e.g. Completed, BackoffLimitExceeded."""
     message: str = Field(default="", max_length=32_768)
     """Human-readable details."""
@@ -732,8 +752,10 @@ class AgentTask(ApiModel):
     """An agent run: a goal for a model, with tools, memory and budgets, carried out by a
     runner Job."""
 
-    api_version: Literal["opspawn.io/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
-    kind: Literal["AgentTask"] = KIND
+    api_version: Literal["opspawn.io/v1alpha1"] = Field(
+        default="opspawn.io/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["AgentTask"] = "AgentTask"
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: AgentTaskSpec
     status: AgentTaskStatus | None = None

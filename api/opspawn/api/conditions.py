@@ -40,7 +40,9 @@ def set_condition(
     existing = find(conditions, kind)
     if kind == SUCCEEDED and existing is not None and existing.status != ConditionStatus.UNKNOWN:
         return conditions
-    transition = now if existing is None or existing.status != status else existing.last_transition_time
+    transition = (
+        now if existing is None or existing.status != status else existing.last_transition_time
+    )
     updated = Condition(
         type=kind,
         status=status,
@@ -49,4 +51,8 @@ def set_condition(
         last_transition_time=transition,
         observed_generation=observed_generation,
     )
-    return [updated if c.type == kind else c for c in conditions] if existing else [*conditions, updated]
+    return (
+        [updated if c.type == kind else c for c in conditions]
+        if existing
+        else [*conditions, updated]
+    )

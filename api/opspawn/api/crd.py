@@ -12,7 +12,6 @@ import copy
 from typing import Any
 
 import yaml
-
 from opspawn.api import agenttask as at
 
 JsonSchema = dict[str, Any]
@@ -22,7 +21,7 @@ _DROPPED_KEYS = frozenset({"title", "$defs"})
 
 def structural_schema(model: type[at.ApiModel]) -> JsonSchema:
     """The model's JSON Schema rewritten as a structural OpenAPI v3 schema."""
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw: JsonSchema = model.model_json_schema(by_alias=True, mode="validation")
     definitions: dict[str, JsonSchema] = raw.get("$defs", {})
     return _rewrite(raw, definitions)
 
@@ -41,7 +40,7 @@ def _strip_null(node: JsonSchema) -> JsonSchema:
     options = [o for o in node["anyOf"] if o.get("type") != "null"]
     if len(options) != 1:
         return node
-    merged = copy.deepcopy(options[0])
+    merged: JsonSchema = copy.deepcopy(options[0])
     merged.update({k: v for k, v in node.items() if k not in ("anyOf", "default")})
     if node.get("default") is not None:
         merged["default"] = node["default"]
@@ -86,7 +85,7 @@ def _rewrite(node: JsonSchema, definitions: dict[str, JsonSchema]) -> JsonSchema
         elif key == "description":
             out[key] = " ".join(str(value).split())
         elif key == "propertyNames":
-            continue  # map keys are bounded by CEL where it matters; OpenAPI v3 has no propertyNames
+            continue  # OpenAPI v3 has no propertyNames; patterned keys get CEL above
         elif key == "const":
             out["enum"] = [value]
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
@@ -119,7 +118,7 @@ def _printer_columns() -> list[JsonSchema]:
             "name": "Reason",
             "type": "string",
             "priority": 1,
-            "jsonPath": ".status.conditions[?(@.type==\"Succeeded\")].reason",
+            "jsonPath": '.status.conditions[?(@.type=="Succeeded")].reason',
         },
         {"name": "Job", "type": "string", "priority": 1, "jsonPath": ".status.jobName"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

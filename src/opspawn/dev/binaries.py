@@ -98,7 +98,9 @@ def control_plane_binaries() -> dict[str, Path]:
         found = {name: _lookup(name) for name in BINARIES}
     resolved = {name: path for name, path in found.items() if path is not None}
     if len(resolved) != len(BINARIES):
-        raise FileNotFoundError(f"control-plane binaries still missing: {sorted(set(BINARIES) - set(resolved))}")
+        raise FileNotFoundError(
+            f"control-plane binaries still missing: {sorted(set(BINARIES) - set(resolved))}"
+        )
     return resolved
 
 
@@ -111,7 +113,9 @@ def _provide(missing: list[str]) -> None:
                 _download(name, target)
             return
         except OSError as error:
-            _log(f"download of {', '.join(missing)} not possible ({error}); building from Go modules")
+            _log(
+                f"download of {', '.join(missing)} not possible ({error}); building from Go modules"
+            )
     build_from_go_modules(missing, target)
 
 
@@ -180,7 +184,13 @@ def _go(args: list[str], cwd: Path, log: Path) -> str:
         out.write(f"$ go {' '.join(args)}\n")
         out.flush()
         completed = subprocess.run(
-            ["go", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=out, text=True, check=False
+            ["go", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+            check=False,
         )
     if completed.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -196,16 +206,29 @@ def build_from_go_modules(names: list[str], target: Path) -> None:
     module.mkdir(parents=True, exist_ok=True)
     log = module / "build.log"
     _log(f"building {', '.join(names)} from Go modules (first time only; log: {log})")
-    info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], module.parent, log))
+    info = json.loads(
+        _go(
+            ["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"],
+            module.parent,
+            log,
+        )
+    )
     replaces = _staging_replaces(Path(info["GoMod"]).read_text(), KUBERNETES_VERSION)
+    requires = [
+        f"k8s.io/kubernetes {KUBERNETES_VERSION}",
+        f"go.etcd.io/etcd/server/v3 {ETCD_VERSION}",
+    ]
     (module / "go.mod").write_text(
         "module opspawn.local/controlplane\n\ngo 1.26.0\n\n"
-        f"require (\n\tk8s.io/kubernetes {KUBERNETES_VERSION}\n\tgo.etcd.io/etcd/server/v3 {ETCD_VERSION}\n)\n\n"
+        + "".join(f"require {line}\n" for line in requires)
+        + "\n"
         + "\n".join(replaces)
         + "\n"
     )
     imports = "\n".join(f'\t_ "{_GO_PACKAGES[name]}"' for name in BINARIES)
-    (module / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
+    (module / "tools.go").write_text(
+        f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+    )
     _go(["mod", "tidy"], module, log)
     minor = KUBERNETES_VERSION.split(".")[1]
     version_flags = []
@@ -220,6 +243,18 @@ def build_from_go_modules(names: list[str], target: Path) -> None:
     output = module / "out"
     output.mkdir(exist_ok=True)
     for name in names:
-        _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(output / name), _GO_PACKAGES[name]], module, log)
+        _go(
+            [
+                "build",
+                "-trimpath",
+                "-ldflags",
+                ldflags,
+                "-o",
+                str(output / name),
+                _GO_PACKAGES[name],
+            ],
+            module,
+            log,
+        )
         (output / name).replace(target / name)
     _log(f"built {', '.join(names)} into {target}")

@@ -104,7 +104,12 @@ class ControlPlane:
         serving = self._ca.issue(
             "apiserver",
             "kube-apiserver",
-            server_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            server_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+            ),
             server_ips=("127.0.0.1", "10.0.0.1"),
         )
         self._sa_keys = service_account_keys(pki)
@@ -122,16 +127,24 @@ class ControlPlane:
             name="etcd",
             argv=[
                 str(self.binaries["etcd"]),
-                "--name", "opspawn-dev",
-                "--data-dir", str(self.workdir / "etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-                "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",
-                "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-                "--initial-cluster", f"opspawn-dev=http://127.0.0.1:{peer_port}",
+                "--name",
+                "opspawn-dev",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{self.etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{self.etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"opspawn-dev=http://127.0.0.1:{peer_port}",
                 # A throwaway dev/test store: durability is not worth the fsync latency.
                 "--unsafe-no-fsync",
-                "--log-level", "warn",
+                "--log-level",
+                "warn",
             ],
             log_path=self.workdir / "etcd.log",
         )
@@ -140,7 +153,7 @@ class ControlPlane:
 
         def healthy() -> bool:
             url = f"http://127.0.0.1:{self.etcd_port}/health"
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=1) as response:
                 return b'"health":"true"' in response.read()
 
         etcd.wait_ready(healthy, timeout)

@@ -90,22 +90,40 @@ class Postgres:
             shutil.chown(sockets, self._user)
         if not (data / "PG_VERSION").exists():
             self._run(
-                [str(bindir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
-                 "-E", "UTF8", "--no-sync", "--locale=C"]
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    USER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--locale=C",
+                ]
             )
         self.port = self.port or free_port()
         self.process = ManagedProcess(
             name="postgres",
             argv=[
                 str(bindir / "postgres"),
-                "-D", str(data),
-                "-p", str(self.port),
-                "-k", str(sockets),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(sockets),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
             ],
             log_path=self.workdir / "postgres.log",
             user=self._user,
@@ -115,12 +133,17 @@ class Postgres:
         base = [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", "postgres", "-tAc"]
 
         def accepting() -> bool:
-            return subprocess.run([*base, "select 1"], capture_output=True, check=False).returncode == 0
+            return (
+                subprocess.run([*base, "select 1"], capture_output=True, check=False).returncode
+                == 0
+            )
 
         self.process.wait_ready(accepting, timeout)
         exists = subprocess.run(
-            [*base, f"select 1 from pg_database where datname = '{DATABASE}'"],
-            capture_output=True, text=True, check=True,
+            [*base, f"select 1 from pg_database where datname = '{DATABASE}'"],  # noqa: S608 - constant
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         if exists != "1":
             subprocess.run([*base, f"create database {DATABASE}"], capture_output=True, check=True)

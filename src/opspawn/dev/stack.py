@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client, config
-
 from opspawn.api.crd import agenttask_crd
+
 from opspawn.dev.binaries import control_plane_binaries
 from opspawn.dev.controlplane import ControlPlane
 from opspawn.dev.kubelet.kubelet import DEFAULT_NODE_NAME
@@ -65,7 +65,9 @@ class DevStack:
 
     def _start(self) -> dict[str, str]:
         binaries = control_plane_binaries()
-        self.control_plane = ControlPlane(self.workdir / "control-plane", binaries, audit_log=self.audit_log)
+        self.control_plane = ControlPlane(
+            self.workdir / "control-plane", binaries, audit_log=self.audit_log
+        )
         self.control_plane.start()
         self.kubeconfig.write_bytes(self.control_plane.kubeconfig.read_bytes())
         self.kubeconfig.chmod(0o600)
@@ -90,13 +92,21 @@ class DevStack:
         self.kubelet = ManagedProcess(
             name="process-kubelet",
             argv=[
-                sys.executable, "-m", "opspawn.dev.kubelet",
-                "--kubeconfig", str(kubeconfig),
-                "--workdir", str(self.workdir / "kubelet"),
-                "--node-name", DEFAULT_NODE_NAME,
+                sys.executable,
+                "-m",
+                "opspawn.dev.kubelet",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--workdir",
+                str(self.workdir / "kubelet"),
+                "--node-name",
+                DEFAULT_NODE_NAME,
             ],
             log_path=self.workdir / "process-kubelet.log",
-            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
         )
         self.kubelet.start()
         api = config.new_client_from_config(config_file=str(self.kubeconfig))
@@ -104,7 +114,9 @@ class DevStack:
 
         def node_ready() -> bool:
             node = core.read_node(DEFAULT_NODE_NAME)
-            return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+            return any(
+                c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
+            )
 
         try:
             self.kubelet.wait_ready(node_ready, timeout=30)
@@ -127,9 +139,11 @@ class DevStack:
     def processes(self) -> list[ManagedProcess]:
         """Every process of the stack, in start order."""
         found = list(self.control_plane.processes) if self.control_plane else []
-        for component in (self.kubelet, self.nats and self.nats.process, self.postgres and self.postgres.process):
-            if component is not None:
-                found.append(component)
+        if self.kubelet is not None:
+            found.append(self.kubelet)
+        for server in (self.nats, self.postgres):
+            if server is not None and server.process is not None:
+                found.append(server.process)
         return found
 
     def stop(self) -> None:
@@ -148,25 +162,48 @@ class DevStack:
         """Record the process groups and cleanup paths so `opspawn dev down` can stop them."""
         state = {
             "processes": [{"name": p.name, "pgid": p.pid} for p in self.processes()],
-            "remove": [str(self.postgres.data_root)] if self.postgres and self.postgres.data_root else [],
+            "remove": [str(self.postgres.data_root)]
+            if self.postgres and self.postgres.data_root
+            else [],
             "environment": self.environment(),
             "started": time.time(),
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
-def read_state(workdir: Path) -> dict[str, object] | None:
+@dataclass(frozen=True)
+class RecordedProcess:
+    name: str
+    pgid: int
+
+    @property
+    def alive(self) -> bool:
+        return pid_alive(self.pgid)
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What `opspawn dev up` left in `state.json` for later commands."""
+
+    processes: list[RecordedProcess]
+    remove: list[str]
+    environment: dict[str, str]
+
+    @property
+    def all_alive(self) -> bool:
+        return all(process.alive for process in self.processes)
+
+
+def read_state(workdir: Path) -> StackState | None:
     path = workdir / STATE_FILE
     if not path.exists():
         return None
-    state: dict[str, object] = json.loads(path.read_text())
-    return state
-
-
-def live_processes(state: dict[str, object]) -> list[dict[str, object]]:
-    processes = state.get("processes", [])
-    assert isinstance(processes, list)
-    return [p for p in processes if pid_alive(int(p["pgid"]))]
+    raw = json.loads(path.read_text())
+    return StackState(
+        processes=[RecordedProcess(str(p["name"]), int(p["pgid"])) for p in raw["processes"]],
+        remove=[str(item) for item in raw.get("remove", [])],
+        environment={str(k): str(v) for k, v in raw["environment"].items()},
+    )
 
 
 def stop_recorded(workdir: Path) -> list[str]:
@@ -174,16 +211,12 @@ def stop_recorded(workdir: Path) -> list[str]:
     state = read_state(workdir)
     if state is None:
         return []
-    stopped = []
-    processes = state.get("processes", [])
-    assert isinstance(processes, list)
-    for process in reversed(processes):
-        stop_process_group(int(process["pgid"]))
-        stopped.append(str(process["name"]))
-    for path in state.get("remove", []) or []:  # type: ignore[attr-defined]
-        subprocess.run(["rm", "-rf", "--", str(path)], check=False)
+    for process in reversed(state.processes):
+        stop_process_group(process.pgid)
+    for path in state.remove:
+        shutil.rmtree(path, ignore_errors=True)
     (workdir / STATE_FILE).unlink()
-    return stopped
+    return [process.name for process in reversed(state.processes)]
 
 
 def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:

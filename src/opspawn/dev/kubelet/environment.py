@@ -51,9 +51,7 @@ def field_value(pod: KubeObject, path: str) -> str:
     raise ContainerConfigError(f"unsupported fieldRef.fieldPath {path!r}")
 
 
-def _key_value(
-    fetch: Fetch, kind: str, selector: KubeObject, *, decode: bool
-) -> str | None:
+def _key_value(fetch: Fetch, kind: str, selector: KubeObject, *, decode: bool) -> str | None:
     name = selector.get("name", "")
     key = selector.get("key", "")
     optional = bool(selector.get("optional", False))
@@ -74,12 +72,17 @@ def _key_value(
             return base64.b64decode(binary[key]).decode("utf-8", errors="replace")
     if optional:
         return None
-    raise ContainerConfigError(f"couldn't find key {key} in {kind} {obj['metadata']['namespace']}/{name}")
+    raise ContainerConfigError(
+        f"couldn't find key {key} in {kind} {obj['metadata']['namespace']}/{name}"
+    )
 
 
 def _from_source(fetch: Fetch, source: KubeObject) -> dict[str, str]:
     prefix = source.get("prefix", "")
-    for kind, field, decode in (("Secret", "secretRef", True), ("ConfigMap", "configMapRef", False)):
+    for kind, field, decode in (
+        ("Secret", "secretRef", True),
+        ("ConfigMap", "configMapRef", False),
+    ):
         if field not in source:
             continue
         reference = source[field]
@@ -90,7 +93,9 @@ def _from_source(fetch: Fetch, source: KubeObject) -> dict[str, str]:
             raise ContainerConfigError(f'{kind.lower()} "{reference.get("name", "")}" not found')
         data = obj.get("data") or {}
         return {
-            prefix + key: base64.b64decode(value).decode("utf-8", errors="replace") if decode else value
+            prefix + key: base64.b64decode(value).decode("utf-8", errors="replace")
+            if decode
+            else value
             for key, value in data.items()
         }
     return {}

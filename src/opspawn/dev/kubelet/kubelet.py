@@ -21,8 +21,8 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from opspawn.dev.kubelet.environment import Fetch
-from opspawn.dev.kubelet.node import register_node, renew_lease, report_status
-from opspawn.dev.kubelet.pod_worker import PodWorker, rfc3339
+from opspawn.dev.kubelet.node import register_node, renew_lease, report_status, rfc3339
+from opspawn.dev.kubelet.pod_worker import PodWorker
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,17 @@ KubeObject = dict[str, Any]
 
 DEFAULT_NODE_NAME = "opspawn-process-kubelet"
 INHERITED_VARIABLES = (
-    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR",
-    "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
 )
 """Variables of the kubelet's own environment that processes get (an image would provide
 them in a real cluster); everything else comes from the Pod spec."""
@@ -48,7 +57,9 @@ def _raw(response: Any) -> Any:
 class ProcessKubelet:
     """Schedules onto, and runs Pods of, one Node."""
 
-    def __init__(self, api: client.ApiClient, workdir: Path, node_name: str = DEFAULT_NODE_NAME) -> None:
+    def __init__(
+        self, api: client.ApiClient, workdir: Path, node_name: str = DEFAULT_NODE_NAME
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
         self.node_name = node_name
@@ -70,7 +81,9 @@ class ProcessKubelet:
 
         def get(kind: str, name: str) -> KubeObject | None:
             read: Callable[..., Any] = (
-                self.core.read_namespaced_secret if kind == "Secret" else self.core.read_namespaced_config_map
+                self.core.read_namespaced_secret
+                if kind == "Secret"
+                else self.core.read_namespaced_config_map
             )
             try:
                 result: KubeObject = _raw(read(name, namespace, _preload_content=False))
@@ -90,14 +103,23 @@ class ProcessKubelet:
             )
         except ApiException as error:
             if error.status != 404:
-                log.warning("process kubelet: status of %s/%s not written: %s", meta["namespace"], meta["name"], error.reason)
+                log.warning(
+                    "process kubelet: status of %s/%s not written: %s",
+                    meta["namespace"],
+                    meta["name"],
+                    error.reason,
+                )
 
     def delete_pod(self, pod: KubeObject) -> None:
         """Final removal of a Pod whose processes are gone (the kubelet's part of deletion)."""
         meta = pod["metadata"]
-        body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"]))
+        body = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+        )
         try:
-            self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body=body, _preload_content=False)
+            self.core.delete_namespaced_pod(
+                meta["name"], meta["namespace"], body=body, _preload_content=False
+            )
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
@@ -117,9 +139,24 @@ class ProcessKubelet:
         register_node(self.core, self.node_name)
         renew_lease(self.coordination, self.node_name)
         threads = [
-            threading.Thread(target=self._loop, args=(self._heartbeat_once, LEASE_RENEW_SECONDS), daemon=True, name="heartbeat"),
-            threading.Thread(target=self._watch_loop, args=(f"spec.nodeName={self.node_name}", self._sync_own_pod), daemon=True, name="pods"),
-            threading.Thread(target=self._watch_loop, args=("spec.nodeName=", self._maybe_bind), daemon=True, name="binder"),
+            threading.Thread(
+                target=self._loop,
+                args=(self._heartbeat_once, LEASE_RENEW_SECONDS),
+                daemon=True,
+                name="heartbeat",
+            ),
+            threading.Thread(
+                target=self._watch_loop,
+                args=(f"spec.nodeName={self.node_name}", self._sync_own_pod),
+                daemon=True,
+                name="pods",
+            ),
+            threading.Thread(
+                target=self._watch_loop,
+                args=("spec.nodeName=", self._maybe_bind),
+                daemon=True,
+                name="binder",
+            ),
         ]
         for thread in threads:
             thread.start()
@@ -151,7 +188,9 @@ class ProcessKubelet:
         while not self.stopping.is_set():
             try:
                 listing = _raw(
-                    self.core.list_pod_for_all_namespaces(field_selector=field_selector, _preload_content=False)
+                    self.core.list_pod_for_all_namespaces(
+                        field_selector=field_selector, _preload_content=False
+                    )
                 )
                 for pod in listing["items"]:
                     handle(pod)
@@ -190,7 +229,10 @@ class ProcessKubelet:
         node_labels = {"kubernetes.io/hostname": self.node_name, **self._node_labels()}
         selector = spec.get("nodeSelector") or {}
         if any(node_labels.get(key) != value for key, value in selector.items()):
-            self._mark_unschedulable(pod, f"0/1 nodes are available: node {self.node_name} does not match the Pod's nodeSelector")
+            self._mark_unschedulable(
+                pod,
+                f"0/1 nodes are available: {self.node_name} does not match the nodeSelector",
+            )
             return
         binding = {
             "apiVersion": "v1",
@@ -199,10 +241,17 @@ class ProcessKubelet:
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
         }
         try:
-            self.core.create_namespaced_pod_binding(meta["name"], meta["namespace"], binding, _preload_content=False)
+            self.core.create_namespaced_pod_binding(
+                meta["name"], meta["namespace"], binding, _preload_content=False
+            )
         except ApiException as error:
             if error.status not in (404, 409):
-                log.warning("process kubelet: binding %s/%s failed: %s", meta["namespace"], meta["name"], error.reason)
+                log.warning(
+                    "process kubelet: binding %s/%s failed: %s",
+                    meta["namespace"],
+                    meta["name"],
+                    error.reason,
+                )
 
     def _node_labels(self) -> dict[str, str]:
         if self._labels is None:
@@ -212,7 +261,10 @@ class ProcessKubelet:
 
     def _mark_unschedulable(self, pod: KubeObject, message: str) -> None:
         conditions = pod.get("status", {}).get("conditions") or []
-        if any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conditions):
+        if any(
+            c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+            for c in conditions
+        ):
             return
         condition = {
             "type": "PodScheduled",
@@ -248,7 +300,9 @@ class ProcessKubelet:
         if self._started_elsewhere(pod):
             self._mark_lost(pod)
             return
-        worker = PodWorker(self, pod, self.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{uid}")
+        worker = PodWorker(
+            self, pod, self.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{uid}"
+        )
         with self.lock:
             if uid in self.workers or self.stopping.is_set():
                 return
@@ -279,7 +333,7 @@ class ProcessKubelet:
                     "terminated": {
                         "exitCode": 137,
                         "reason": "ContainerStatusUnknown",
-                        "message": "The container could not be located when the process kubelet restarted",
+                        "message": "The container could not be located after a kubelet restart",
                         "finishedAt": now,
                     }
                 },

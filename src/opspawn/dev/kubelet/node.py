@@ -43,7 +43,11 @@ def node_labels(name: str) -> dict[str, str]:
 
 def node_status(name: str) -> dict[str, Any]:
     now = rfc3339()
-    capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_bytes() // 1024}Ki", "pods": "250"}
+    capacity = {
+        "cpu": str(os.cpu_count() or 1),
+        "memory": f"{_memory_bytes() // 1024}Ki",
+        "pods": "250",
+    }
 
     def condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
         return {
@@ -119,5 +123,10 @@ def renew_lease(coordination: client.CoordinationV1Api, name: str) -> None:
             raise
         coordination.create_namespaced_lease(
             namespace,
-            {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name}, "spec": spec},
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": name},
+                "spec": spec,
+            },
         )

@@ -177,7 +177,9 @@ class PodWorker:
         directory.mkdir(parents=True, exist_ok=True)
         return ContainerRun(spec=container, directory=directory)
 
-    def _run_to_completion(self, runs: list[ContainerRun], restart_policy: str, *, init: bool) -> str:
+    def _run_to_completion(
+        self, runs: list[ContainerRun], restart_policy: str, *, init: bool
+    ) -> str:
         """Run `runs` together until all terminate for good; the Pod phase that results."""
         pending = list(runs)
         while True:
@@ -229,7 +231,10 @@ class PodWorker:
         try:
             variables = container_environment(self.pod, run.spec, self.kubelet.fetch(self.pod))
         except ContainerConfigError as error:
-            changed = run.waiting_reason != "CreateContainerConfigError" or run.waiting_message != str(error)
+            changed = (
+                run.waiting_reason != "CreateContainerConfigError"
+                or run.waiting_message != str(error)
+            )
             run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(error)
             run.retry_at = now + CONFIG_RETRY_SECONDS
             return changed
@@ -237,7 +242,9 @@ class PodWorker:
         argv += [expand_with(part, variables) for part in run.spec.get("args") or []]
         if not argv:
             run.waiting_reason = "CreateContainerError"
-            run.waiting_message = "the process kubelet pulls no images: the container needs a command"
+            run.waiting_message = (
+                "the process kubelet pulls no images: the container needs a command"
+            )
             run.retry_at = float("inf")
             return True
         environment = {**self.kubelet.inherited_environment(), **variables}
@@ -268,7 +275,12 @@ class PodWorker:
             }
             return True
         run.started_at = rfc3339()
-        log.info("process kubelet: pod %s container %s started as pid %s", self.key, run.name, run.process.pid)
+        log.info(
+            "process kubelet: pod %s container %s started as pid %s",
+            self.key,
+            run.name,
+            run.process.pid,
+        )
         return True
 
     def _record_exit(self, run: ContainerRun, returncode: int) -> None:
@@ -289,7 +301,9 @@ class PodWorker:
 
     def _termination_message(self, run: ContainerRun, exit_code: int) -> str:
         with contextlib.suppress(OSError):
-            message = run.message_path.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode(errors="replace")
+            message = run.message_path.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode(
+                errors="replace"
+            )
             if message:
                 return message
         if exit_code != 0 and run.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
@@ -300,26 +314,27 @@ class PodWorker:
 
     def stop_all(self, grace: float) -> None:
         """SIGTERM every running process group, SIGKILL what is left after `grace` seconds."""
-        live = [run for run in self.init_runs + self.app_runs if run.process and run.terminated is None]
-        for run in live:
-            assert run.process is not None
+        live = [
+            (run, run.process)
+            for run in self.init_runs + self.app_runs
+            if run.process is not None and run.terminated is None
+        ]
+        for _, process in live:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(run.process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while any(run.process and run.process.poll() is None for run in live):
+        while any(process.poll() is None for _, process in live):
             if time.monotonic() >= deadline:
-                for run in live:
-                    assert run.process is not None
+                for _, process in live:
                     with contextlib.suppress(ProcessLookupError):
-                        os.killpg(run.process.pid, signal.SIGKILL)
+                        os.killpg(process.pid, signal.SIGKILL)
                 break
             time.sleep(POLL_SECONDS)
-        for run in live:
-            assert run.process is not None
-            code = run.process.wait()
+        for run, process in live:
+            code = process.wait()
             # The rest of the group (children the container started) goes too.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(run.process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)
             self._record_exit(run, code)
 
     # ------------------------------------------------------------------ status
@@ -347,18 +362,28 @@ class PodWorker:
 
     def _write_status(self, phase: str) -> None:
         now = rfc3339()
-        running = phase == "Running" and all(r.process and r.terminated is None for r in self.app_runs)
-        initialized = phase != "Pending" or not self.init_runs or all(
-            r.terminated and r.terminated["exitCode"] == 0 for r in self.init_runs
+        running = phase == "Running" and all(
+            r.process and r.terminated is None for r in self.app_runs
+        )
+        initialized = (
+            phase != "Pending"
+            or not self.init_runs
+            or all(r.terminated and r.terminated["exitCode"] == 0 for r in self.init_runs)
         )
 
         def condition(kind: str, ok: bool, reason: str | None = None) -> KubeObject:
-            out: KubeObject = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": now}
+            out: KubeObject = {
+                "type": kind,
+                "status": "True" if ok else "False",
+                "lastTransitionTime": now,
+            }
             if reason and not ok:
                 out["reason"] = reason
             return out
 
-        terminal_reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+        terminal_reason = (
+            "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+        )
         status: KubeObject = {
             "phase": phase,
             "hostIP": "127.0.0.1",
@@ -379,5 +404,7 @@ class PodWorker:
         if self.deadline_exceeded:
             status["reason"] = "DeadlineExceeded"
             deadline = self.pod["spec"].get("activeDeadlineSeconds")
-            status["message"] = f"Pod was active on the node longer than the specified deadline ({deadline}s)"
+            status["message"] = (
+                f"Pod was active on the node longer than the specified deadline ({deadline}s)"
+            )
         self.kubelet.write_pod_status(self.pod, status)

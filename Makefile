@@ -1,0 +1,44 @@
+# Opspawn developer commands. Everything runs inside .venv, created on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Each pytest worker starts a stack of its own (control plane, kubelet, NATS, Postgres).
+TEST_WORKERS ?= 2
+
+.PHONY: install lint test manifests demo dev-up dev-down binaries clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(STAMP) ## Create .venv and install opspawn with its test extras
+
+binaries: $(STAMP) ## Find, download or build the control-plane binaries (cached)
+	$(BIN)/python -c "from opspawn.dev.binaries import control_plane_binaries as c; [print(p) for p in c().values()]"
+
+lint: $(STAMP) ## ruff, mypy --strict, import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(STAMP) binaries ## The whole test suite, on the real local stack
+	$(BIN)/pytest -n $(TEST_WORKERS)
+
+manifests: $(STAMP) ## Regenerate crds/ from the API models
+	$(BIN)/opspawn crds generate --output-dir crds
+
+dev-up: $(STAMP) ## Start the local stack in the background
+	$(BIN)/opspawn dev up
+
+dev-down: $(STAMP) ## Stop the local stack
+	$(BIN)/opspawn dev down
+
+demo: $(STAMP) ## Bring the stack up, apply the examples, run a sample Job
+	$(BIN)/python -m opspawn.dev.demo
+
+clean:
+	rm -rf $(VENV) .opspawn .mypy_cache .ruff_cache .pytest_cache
