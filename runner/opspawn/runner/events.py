@@ -112,6 +112,7 @@ class EventPublisher:
         self._failure: EventDeliveryError | None = None
         self._closed = False
         self._queue: asyncio.Queue[RunnerEvent] = asyncio.Queue(self.settings.queue_size)
+        self._emitting = asyncio.Lock()  # numbering and queueing happen in one order
         self._worker = asyncio.create_task(self._publish_queue(), name=f"events:{self._subject}")
 
     @classmethod
@@ -170,15 +171,18 @@ class EventPublisher:
     async def emit(self, payload: EventPayload) -> RunnerEvent:
         """Number, sign and queue an event; returns it as it will be published.
 
+        Safe to call from concurrent tasks: events are numbered in the order they are queued.
         Waits only when the queue is full. Raises EventDeliveryError once the publisher failed,
         and RuntimeError after `close`.
         """
-        if self._closed:
-            raise RuntimeError("the event publisher is closed")
+        async with self._emitting:
+            if self._closed:
+                raise RuntimeError("the event publisher is closed")
+            self._raise_failure()
+            self._sequence += 1
+            event = sign_event(build_event(self.task, self._sequence, payload), self._key)
+            await self._queue.put(event)
         self._raise_failure()
-        self._sequence += 1
-        event = sign_event(build_event(self.task, self._sequence, payload), self._key)
-        await self._queue.put(event)
         return event
 
     async def flush(self) -> None:

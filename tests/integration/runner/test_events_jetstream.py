@@ -69,6 +69,16 @@ async def test_every_event_lands_signed_and_in_order(
     assert all(headers[MSG_ID_HEADER] == event.id for headers, event in stored)
 
 
+async def test_concurrent_emits_are_stored_in_sequence_order(
+    nats_server: NatsServer, event_stream: NatsClient
+) -> None:
+    settings = PublisherSettings(queue_size=1, ack_timeout_seconds=1)
+    async with await EventPublisher.connect(nats_server.url, TASK, KEY, settings) as publisher:
+        await asyncio.gather(*(publisher.emit(LogPayload(message=str(i))) for i in range(40)))
+    stored = await stored_events(event_stream)
+    assert [event.sequence for _, event in stored] == list(range(1, 41))
+
+
 async def test_stored_event_does_not_verify_with_another_key(
     nats_server: NatsServer, event_stream: NatsClient
 ) -> None:
