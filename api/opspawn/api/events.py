@@ -742,9 +742,7 @@ class TerminationMessage(WireModel):
     """Error details when the attempt did not succeed."""
 
     @classmethod
-    def build(
-        cls, exit_code: RunnerExitCode, result: str | None = None, message: str = ""
-    ) -> Self:
+    def build(cls, exit_code: RunnerExitCode, result: str | None = None, message: str = "") -> Self:
         """A termination message whose JSON fits TERMINATION_MESSAGE_MAX_BYTES.
 
         When it does not fit, the longer of result and message is cut first.
