@@ -1,0 +1,123 @@
+"""Provider-neutral errors raised by model clients.
+
+Adapters translate every SDK and transport failure into one of these, so the agent loop and
+the retry layer never see SDK exception types. Messages never contain the API key: adapters
+pass provider-supplied text through `redact` and raise without chaining the SDK exception
+(whose text and request objects may carry credentials).
+"""
+
+from __future__ import annotations
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+"""HTTP statuses worth retrying besides every 5xx."""
+
+MAX_PROVIDER_MESSAGE_CHARS = 500
+
+
+class ModelError(Exception):
+    """A model call failed.
+
+    `retryable` tells the retry layer whether another attempt may succeed; `retry_after` is
+    the delay the provider asked for (seconds), when it sent one; `attempts` is how many
+    attempts the retry layer made before giving up.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.retry_after = retry_after
+        self.attempts = 1
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (after {self.attempts} attempts)" if self.attempts > 1 else text
+
+
+class ModelRequestError(ModelError):
+    """The provider refused the request (4xx other than 408/409/429); retrying will not help."""
+
+
+class ModelAuthError(ModelRequestError):
+    """The provider refused the API key (401/403)."""
+
+
+class ModelRateLimitError(ModelError):
+    """HTTP 429: rate limited or out of quota."""
+
+    retryable = True
+
+
+class ModelServerError(ModelError):
+    """HTTP 5xx, 408 or 409: a transient provider-side failure."""
+
+    retryable = True
+
+
+class ModelConnectionError(ModelError):
+    """The provider could not be reached, or the connection broke."""
+
+    retryable = True
+
+
+class ModelTimeoutError(ModelConnectionError):
+    """A model call took longer than the per-call timeout."""
+
+
+class ModelResponseError(ModelError):
+    """The provider answered, but with nothing usable (no choices, blocked prompt …)."""
+
+
+class DeadlineExceededError(ModelError):
+    """The whole-run deadline left no time for the (next) attempt.
+
+    `last_error` is the failure that would otherwise have been retried, if any.
+    """
+
+    def __init__(self, message: str, *, provider: str, last_error: ModelError | None) -> None:
+        super().__init__(message, provider=provider)
+        self.last_error = last_error
+
+
+def error_for_status(
+    status: int, message: str, *, provider: str, retry_after: float | None
+) -> ModelError:
+    """The neutral error for an HTTP error status."""
+    text = f"{provider} returned HTTP {status}: {message}"
+    if status in (401, 403):
+        return ModelAuthError(text, provider=provider, status=status)
+    if status == 429:
+        return ModelRateLimitError(text, provider=provider, status=status, retry_after=retry_after)
+    if status >= 500 or status in RETRYABLE_STATUSES:
+        return ModelServerError(text, provider=provider, status=status, retry_after=retry_after)
+    return ModelRequestError(text, provider=provider, status=status)
+
+
+def provider_message(body: object, fallback: str) -> str:
+    """The human-readable message of a provider's error body (`{"message": ...}` or
+    `{"error": {"message": ...}}`), else `fallback`."""
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return fallback
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` without `secret`, cut to a bounded length."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    if len(text) > MAX_PROVIDER_MESSAGE_CHARS:
+        text = text[:MAX_PROVIDER_MESSAGE_CHARS] + "…"
+    return text
