@@ -185,18 +185,27 @@ class EventPublisher:
         self._raise_failure()
         return event
 
-    async def flush(self) -> None:
-        """Wait until every emitted event is acknowledged; EventDeliveryError if one was not."""
-        await self._queue.join()
+    async def flush(self, wait_seconds: float | None = None) -> None:
+        """Wait until every emitted event is acknowledged; EventDeliveryError if one was not,
+        or if `wait_seconds` pass first (e.g. within a SIGTERM grace period)."""
+        try:
+            async with asyncio.timeout(wait_seconds):
+                await self._queue.join()
+        except TimeoutError:
+            pending = self._sequence - self._acknowledged
+            raise EventDeliveryError(
+                f"{pending} events were not acknowledged by JetStream within {wait_seconds:g}s"
+            ) from None
         self._raise_failure()
 
-    async def close(self) -> None:
-        """Flush, stop the worker and close the NATS connection if the publisher owns it."""
+    async def close(self, wait_seconds: float | None = None) -> None:
+        """Flush (see `flush`), stop the worker, and close the NATS connection if the publisher
+        owns it. Events still unacknowledged are abandoned after an EventDeliveryError."""
         if self._closed:
             return
         self._closed = True
         try:
-            await self.flush()
+            await self.flush(wait_seconds)
         finally:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

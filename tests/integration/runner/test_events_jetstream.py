@@ -148,3 +148,16 @@ async def test_publisher_reports_an_event_it_could_not_deliver(
 
 async def _connect(server: NatsServer) -> NatsClient:
     return await nats.connect(server.url)
+
+
+async def test_close_gives_up_after_its_timeout(
+    nats_server: NatsServer, event_stream: NatsClient
+) -> None:
+    publisher = await EventPublisher.connect(nats_server.url, TASK, KEY, FAST)
+    await asyncio.to_thread(nats_server.stop)
+    await publisher.emit(StepPayload(step=1))
+    await publisher.emit(StepPayload(step=2))
+    with pytest.raises(
+        EventDeliveryError, match=r"2 events were not acknowledged by JetStream within 0\.5s"
+    ):
+        await publisher.close(wait_seconds=0.5)
