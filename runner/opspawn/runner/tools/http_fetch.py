@@ -7,6 +7,9 @@ optionally with a port: `api.example.com`, `*.example.com` (any subdomain, not t
 fetched, URLs with credentials are refused, and redirects are followed by hand (at most
 MAX_REDIRECTS), each hop checked against the same list. The body is read up to
 maxResponseBytes (default 1 MiB) and cut there.
+
+The list is about names: a listed host is trusted wherever DNS points it. Proxy settings from
+the environment (HTTPS_PROXY, NO_PROXY) are honoured, as a platform's egress setup expects.
 """
 
 from __future__ import annotations

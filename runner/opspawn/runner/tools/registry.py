@@ -4,7 +4,8 @@ Only tools registered here can run; the registry is built from the AgentTask's `
 (see `build_registry`). Every call the model asks for goes through `ToolRegistry.call`, which
 never raises for a tool's failure: a refused call, invalid arguments, an error inside the tool
 or a timeout all come back as an error `ToolResult` the model sees. Each call produces two audit
-records, the decision and the outcome.
+records, the decision and the outcome, awaited in that order; an exception raised by the audit
+hook itself (say, the event publisher has failed) is the loop's and propagates.
 """
 
 from __future__ import annotations
