@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from opspawn.api.crd import agenttask_crd, render_yaml
 
 DEFAULT_DEV_DIR = Path(".opspawn/dev")

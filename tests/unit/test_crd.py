@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from opspawn.api.agenttask import AgentTask
 from opspawn.api.crd import agenttask_crd, render_yaml
 

@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import yaml
+
 from opspawn.api import agenttask as at
 
 JsonSchema = dict[str, Any]

@@ -29,6 +29,14 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.client import JetStreamContext
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
 from opspawn.api.events import (
     MSG_ID_HEADER,
     STREAM_NAME,
@@ -38,13 +46,6 @@ from opspawn.api.events import (
     TaskRef,
     build_event,
     sign_event,
-)
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_before_delay,
-    wait_exponential_jitter,
 )
 
 logger = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ import httpx2
 import mcp.types as mcp_types
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
+
 from opspawn.api.agenttask import McpServer
 from opspawn.runner.tools.base import ToolDefinition, ToolError, ToolResult
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client, config
-from opspawn.api.crd import agenttask_crd
 
+from opspawn.api.crd import agenttask_crd
 from opspawn.dev.binaries import control_plane_binaries
 from opspawn.dev.controlplane import ControlPlane
 from opspawn.dev.kubelet.kubelet import DEFAULT_NODE_NAME

@@ -9,8 +9,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType, StreamConfig
-from opspawn.api.events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, stream_subjects
 
+from opspawn.api.events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, stream_subjects
 from opspawn.dev.nats import NatsServer
 
 

@@ -9,6 +9,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
+
 from opspawn.api.events import (
     MSG_ID_HEADER,
     STREAM_NAME,
@@ -23,9 +24,8 @@ from opspawn.api.events import (
     sign_event,
     verify_event,
 )
-from opspawn.runner.events import EventDeliveryError, EventPublisher, PublisherSettings
-
 from opspawn.dev.nats import NatsServer
+from opspawn.runner.events import EventDeliveryError, EventPublisher, PublisherSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

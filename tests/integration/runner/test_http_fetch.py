@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+
 from opspawn.api.agenttask import ToolsSpec
 from opspawn.runner.tools import ToolAuditRecord, ToolRegistry, build_registry
 

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from opspawn.api.agenttask import McpServer, ToolsSpec
+from opspawn.dev.ports import free_port, is_listening
+from opspawn.dev.processes import ManagedProcess
 from opspawn.runner.mcp_client import (
     McpConnectError,
     McpToolset,
@@ -22,9 +25,6 @@ from opspawn.runner.tools import (
     ToolResult,
     build_registry,
 )
-
-from opspawn.dev.ports import free_port, is_listening
-from opspawn.dev.processes import ManagedProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from opspawn.api.events import TERMINATION_MESSAGE_MAX_BYTES, RunnerExitCode, TerminationMessage
 from opspawn.runner import termination
 from opspawn.runner.termination import TERMINATION_MESSAGE_PATH_ENV, write_termination_message

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from opspawn.api import events as ev
 
 KEY = ev.SigningKey(b"k" * 32)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
+
 from opspawn.runner.tools.base import ToolDefinition, ToolError, ToolResult
 
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024

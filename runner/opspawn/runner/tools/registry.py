@@ -19,6 +19,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
+
 from opspawn.runner.tools.audit import ToolAuditHook, ToolDecision, ToolOutcome
 from opspawn.runner.tools.base import Tool, ToolDefinition, ToolError, ToolResult
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from opspawn.runner.tools import ToolError
 from opspawn.runner.tools.calculator import MAX_INT_BITS, evaluate
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from opspawn.runner.tools import ToolError
 from opspawn.runner.tools.current_time import CurrentTime
 

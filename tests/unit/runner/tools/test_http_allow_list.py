@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from opspawn.runner.tools import ToolError
 from opspawn.runner.tools.http_fetch import HostAllowList
 

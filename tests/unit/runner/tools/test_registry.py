@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+
 from opspawn.api.agenttask import ToolsSpec
 from opspawn.api.events import ToolCallPayload, ToolResultPayload
 from opspawn.runner.tools import (
