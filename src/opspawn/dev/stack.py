@@ -28,6 +28,26 @@ from opspawn.dev.nats import NatsServer
 from opspawn.dev.postgres import Postgres
 from opspawn.dev.processes import ManagedProcess, pid_alive, stop_process_group
 
+KUBELET_USER = "opspawn:process-kubelet"
+KUBELET_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["nodes"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get"]},
+]
+"""What the process kubelet may do: a node's and a scheduler's share, no more."""
+
 STATE_FILE = "state.json"
 ENV_FILE = "env"
 
@@ -72,7 +92,7 @@ class DevStack:
         self.kubeconfig.write_bytes(self.control_plane.kubeconfig.read_bytes())
         self.kubeconfig.chmod(0o600)
         install_crds(self.kubeconfig)
-        self._start_kubelet()
+        self._start_kubelet(self.control_plane)
         if self.with_nats:
             self.nats = NatsServer(self.workdir / "nats")
             self.nats.start()
@@ -85,10 +105,9 @@ class DevStack:
         )
         return environment
 
-    def _start_kubelet(self) -> None:
-        kubeconfig = self.control_plane.kubeconfig_for(  # type: ignore[union-attr]
-            "process-kubelet", "opspawn:process-kubelet", "system:masters"
-        )
+    def _start_kubelet(self, control_plane: ControlPlane) -> None:
+        grant_kubelet_role(self.kubeconfig)
+        kubeconfig = control_plane.kubeconfig_for("process-kubelet", KUBELET_USER)
         self.kubelet = ManagedProcess(
             name="process-kubelet",
             argv=[
@@ -217,6 +236,30 @@ def stop_recorded(workdir: Path) -> list[str]:
         shutil.rmtree(path, ignore_errors=True)
     (workdir / STATE_FILE).unlink()
     return [process.name for process in reversed(state.processes)]
+
+
+def grant_kubelet_role(kubeconfig: Path) -> None:
+    """Create the process kubelet's ClusterRole and bind it to its client-certificate user."""
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        rbac = client.RbacAuthorizationV1Api(api)
+        name = "opspawn:process-kubelet"
+        rbac.create_cluster_role({"metadata": {"name": name}, "rules": KUBELET_RULES})
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": name,
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_USER}
+                ],
+            }
+        )
+    finally:
+        api.close()
 
 
 def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
