@@ -41,10 +41,7 @@ class GoogleWire:
         contents = require_list(body, "contents")
         _check_turns(contents, issued)
         tools = tuple(
-            OfferedTool(
-                declaration["name"],
-                declaration.get("parametersJsonSchema") or declaration.get("parameters") or {},
-            )
+            OfferedTool(declaration["name"], _parameters(declaration))
             for tool in body.get("tools") or []
             for declaration in tool.get("functionDeclarations") or []
         )
@@ -103,6 +100,15 @@ class GoogleWire:
                 "status": STATUSES.get(status, "INTERNAL" if status >= 500 else "UNKNOWN"),
             }
         }
+
+
+def _parameters(declaration: dict[str, Any]) -> dict[str, Any]:
+    """The parameter schema of a function declaration. Like the real API (protobuf JSON), the
+    fake accepts field names in camelCase and in snake_case, which the SDK sends for some."""
+    for key in ("parametersJsonSchema", "parameters_json_schema", "parameters"):
+        if isinstance(declaration.get(key), dict):
+            return dict(declaration[key])
+    return {}
 
 
 def _check_turns(contents: list[Any], issued: Set[str]) -> None:

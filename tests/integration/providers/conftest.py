@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from opspawn.api.agenttask import ModelSpec
-from opspawn.runner.model import ModelClient, RetryPolicy, build_model_client
 
+from opspawn.api.agenttask import ModelSpec
 from opspawn.fakes import FakeModelServer, Script
+from opspawn.runner.model import ModelClient, RetryPolicy, build_model_client
 
 FAKE_KEY = "sk-test-not-a-real-key"
 PROVIDERS = ("openai", "anthropic", "google")

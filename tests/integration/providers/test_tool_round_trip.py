@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+
+from opspawn.fakes import FakeModelServer
 from opspawn.runner.model import (
     Deadline,
     Message,
@@ -19,8 +21,6 @@ from opspawn.runner.model import (
     ToolSpec,
     UsageLedger,
 )
-
-from opspawn.fakes import FakeModelServer
 
 Serve = Callable[[dict[str, Any]], Awaitable[FakeModelServer]]
 Connect = Callable[..., ModelClient]

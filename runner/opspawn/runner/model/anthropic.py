@@ -29,6 +29,7 @@ from anthropic.types import (
     ToolUseBlock,
     ToolUseBlockParam,
 )
+
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.errors import (
     ModelConnectionError,

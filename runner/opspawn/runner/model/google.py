@@ -23,6 +23,7 @@ import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
+
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.errors import (
     ModelConnectionError,

@@ -22,6 +22,7 @@ from openai.types.chat import (
     ChatCompletionToolMessageParam,
 )
 from openai.types.chat.completion_create_params import ResponseFormat
+
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.errors import (
     ModelConnectionError,

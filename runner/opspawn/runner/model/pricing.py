@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from opspawn.runner.model.types import TokenUsage
 from pydantic import BaseModel, ConfigDict, Field
+
+from opspawn.runner.model.types import TokenUsage
 
 PER_MILLION = 1_000_000
 

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openai.types.chat import ChatCompletionMessageParam
+
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.openai import OpenAIChat, parse_tool_call
 from opspawn.runner.model.types import (

@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.errors import DeadlineExceededError, ModelError, ModelTimeoutError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 log = logging.getLogger(__name__)
 

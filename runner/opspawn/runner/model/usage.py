@@ -16,6 +16,7 @@ from __future__ import annotations
 from anthropic.types import Usage as AnthropicUsage
 from google.genai.types import GenerateContentResponseUsageMetadata
 from openai.types import CompletionUsage
+
 from opspawn.runner.model.types import TokenUsage
 
 
