@@ -36,6 +36,9 @@ from opspawn.fakes.wire_google import GoogleWire
 from opspawn.fakes.wire_openai import OpenAIWire
 
 GENERATE_CONTENT = "generateContent"
+OPENAI = OpenAIWire()
+ANTHROPIC = AnthropicWire()
+GOOGLE = GoogleWire()
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
@@ -146,16 +149,16 @@ class FakeModelServer:
     # ----------------------------------------------------------------------- handlers
 
     async def _openai(self, request: web.Request) -> web.Response:
-        return await self._answer(request, OpenAIWire(), model=None)
+        return await self._answer(request, OPENAI, model=None)
 
     async def _anthropic(self, request: web.Request) -> web.Response:
-        return await self._answer(request, AnthropicWire(), model=None)
+        return await self._answer(request, ANTHROPIC, model=None)
 
     async def _google(self, request: web.Request) -> web.Response:
         model, _, method = request.match_info["model_and_method"].partition(":")
         if method != GENERATE_CONTENT:
             raise web.HTTPNotFound(text=f"the fake server only serves :{GENERATE_CONTENT}")
-        return await self._answer(request, GoogleWire(), model=model)
+        return await self._answer(request, GOOGLE, model=model)
 
     async def _answer(self, request: web.Request, wire: Wire, *, model: str | None) -> web.Response:
         raw = await request.read()

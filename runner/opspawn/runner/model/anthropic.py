@@ -39,6 +39,7 @@ from opspawn.runner.model.errors import (
     error_for_status,
     provider_message,
     redact,
+    unusable_answers,
 )
 from opspawn.runner.model.retry import RetryPolicy, call_with_retries
 from opspawn.runner.model.retry_after import parse_retry_after
@@ -144,7 +145,8 @@ class AnthropicClient:
         result = await call_with_retries(
             attempt, provider=self.provider, policy=self._retry, deadline=deadline
         )
-        return from_anthropic_message(result.value, attempts=result.attempts)
+        with unusable_answers(self.provider):
+            return from_anthropic_message(result.value, attempts=result.attempts)
 
     def _translate(self, error: anthropic.AnthropicError) -> ModelError:
         provider = self.provider

@@ -8,6 +8,11 @@ pass provider-supplied text through `redact` and raise without chaining the SDK 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pydantic import ValidationError
+
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 """HTTP statuses worth retrying besides every 5xx."""
 
@@ -121,3 +126,17 @@ def redact(text: str, secret: str | None) -> str:
     if len(text) > MAX_PROVIDER_MESSAGE_CHARS:
         text = text[:MAX_PROVIDER_MESSAGE_CHARS] + "…"
     return text
+
+
+@contextmanager
+def unusable_answers(provider: str) -> Iterator[None]:
+    """Turns an answer the neutral model cannot hold (a tool call without a name …) into a
+    `ModelResponseError` instead of a validation error from deep inside."""
+    try:
+        yield
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(item) for item in first["loc"])
+        raise ModelResponseError(
+            f"unusable answer from {provider}: {where}: {first['msg']}", provider=provider
+        ) from None

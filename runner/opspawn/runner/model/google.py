@@ -32,6 +32,7 @@ from opspawn.runner.model.errors import (
     ModelTimeoutError,
     error_for_status,
     redact,
+    unusable_answers,
 )
 from opspawn.runner.model.retry import RetryPolicy, call_with_retries
 from opspawn.runner.model.retry_after import parse_retry_after
@@ -128,9 +129,10 @@ class GoogleClient:
             attempt, provider=self.provider, policy=self._retry, deadline=deadline
         )
         turn = sum(1 for message in messages if message.role is Role.ASSISTANT)
-        return from_google_response(
-            result.value, requested_model=self.model, turn=turn, attempts=result.attempts
-        )
+        with unusable_answers(self.provider):
+            return from_google_response(
+                result.value, requested_model=self.model, turn=turn, attempts=result.attempts
+            )
 
     def _translate(self, error: genai_errors.APIError | httpx2.TransportError) -> ModelError:
         provider = self.provider
@@ -176,6 +178,8 @@ def to_google_contents(messages: Sequence[Message]) -> list[genai_types.Content]
 
 def _wire_part(part: TextPart | ThinkingPart | ToolCall | ToolResult) -> genai_types.Part | None:
     if isinstance(part, TextPart):
+        if not part.text and part.signature is None:
+            return None
         return genai_types.Part(text=part.text, thought_signature=_decode(part.signature))
     if isinstance(part, ThinkingPart):
         if part.signature is None or part.redacted:

@@ -32,6 +32,7 @@ from opspawn.runner.model.errors import (
     error_for_status,
     provider_message,
     redact,
+    unusable_answers,
 )
 from opspawn.runner.model.retry import Retried, RetryPolicy, call_with_retries
 from opspawn.runner.model.retry_after import parse_retry_after
@@ -181,9 +182,10 @@ class OpenAIChatClient:
             deadline=deadline,
         )
         turn = sum(1 for message in messages if message.role is Role.ASSISTANT)
-        return from_openai_completion(
-            result.value, provider=self.provider, turn=turn, attempts=result.attempts
-        )
+        with unusable_answers(self.provider):
+            return from_openai_completion(
+                result.value, provider=self.provider, turn=turn, attempts=result.attempts
+            )
 
     async def aclose(self) -> None:
         await self._chat.aclose()

@@ -31,6 +31,7 @@ from typing import Any
 from openai.types.chat import ChatCompletionMessageParam
 
 from opspawn.runner.model.deadline import Deadline
+from opspawn.runner.model.errors import unusable_answers
 from opspawn.runner.model.openai import OpenAIChat, parse_tool_call
 from opspawn.runner.model.types import (
     Message,
@@ -102,7 +103,8 @@ class ReActClient:
         completion = result.value
         text = completion.choices[0].message.content if completion.choices else None
         turn = sum(1 for message in messages if message.role is Role.ASSISTANT)
-        message = parse_react(text or "", turn=turn)
+        with unusable_answers(self.provider):
+            message = parse_react(text or "", turn=turn)
         finish = completion.choices[0].finish_reason if completion.choices else None
         if message.tool_calls:
             stop = StopReason.TOOL_CALLS

@@ -21,6 +21,7 @@ from opspawn.runner.model import (
     ToolResult,
 )
 from opspawn.runner.model.anthropic import from_anthropic_message, to_anthropic_messages
+from opspawn.runner.model.errors import unusable_answers
 from opspawn.runner.model.google import (
     LOCAL_CALL_ID_PREFIX,
     from_google_response,
@@ -250,3 +251,20 @@ def test_google_safety_stop_and_blocked_prompts() -> None:
     result = from_google_response(unsafe, requested_model="g", turn=0, attempts=1)
     assert result.stop_reason is StopReason.CONTENT_FILTER
     assert result.message.parts == ()
+
+
+def test_answers_the_neutral_model_cannot_hold_are_response_errors() -> None:
+    nameless = completion(
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "", "arguments": ""}}
+            ],
+        },
+        "tool_calls",
+    )
+    with (
+        pytest.raises(ModelResponseError, match=r"unusable answer from openai-compatible: .*name"),
+        unusable_answers("openai-compatible"),
+    ):
+        from_openai_completion(nameless, provider="openai-compatible", turn=0, attempts=1)
