@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,6 +14,27 @@ from opspawn.api.crd import agenttask_crd, render_yaml
 
 DEFAULT_DEV_DIR = Path(".opspawn/dev")
 CRD_FILE = "agenttasks.opspawn.io.yaml"
+
+
+class LazyGroup(click.Group):
+    """A group whose listed subcommands are imported only when they are run, so that
+    `opspawn runner` does not pay for the dev tools' imports (and works without them)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = self.lazy[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+        return command
 
 
 @click.group()
@@ -61,7 +84,7 @@ dev_dir_option = click.option(
 )
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy={"mock-model": "opspawn.fakes.cli:mock_model"})
 def dev() -> None:
     """The local stack: control plane, process kubelet, NATS, Postgres (dev/test only)."""
 
