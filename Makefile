@@ -28,8 +28,8 @@ lint: $(STAMP) ## ruff, mypy --strict, import contracts
 test: $(STAMP) binaries ## The whole test suite, on the real local stack
 	$(BIN)/pytest -n $(TEST_WORKERS)
 
-manifests: $(STAMP) ## Regenerate crds/ from the API models
-	$(BIN)/opspawn crds generate --output-dir crds
+manifests: $(STAMP) ## Regenerate crds/ (and the chart's copy) from the API models
+	$(BIN)/opspawn crds generate --output-dir crds --output-dir charts/opspawn/crds
 
 dev-up: $(STAMP) ## Start the local stack in the background
 	$(BIN)/opspawn dev up

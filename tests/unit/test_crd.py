@@ -23,10 +23,12 @@ def _schema(part: str) -> dict[str, Any]:
     return schema
 
 
-def test_crds_directory_is_up_to_date() -> None:
-    assert CRD_PATH.read_text() == render_yaml(agenttask_crd()), (
-        "crds/ is stale: run `make manifests` and commit the result"
-    )
+def test_crds_directory_and_chart_are_up_to_date() -> None:
+    generated = render_yaml(agenttask_crd())
+    for path in (CRD_PATH, ROOT / "charts" / "opspawn" / "crds" / CRD_PATH.name):
+        assert path.read_text() == generated, (
+            f"{path.relative_to(ROOT)} is stale: run `make manifests` and commit the result"
+        )
 
 
 def _walk(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
