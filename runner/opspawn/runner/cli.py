@@ -1,0 +1,24 @@
+"""`opspawn runner`: the command a runner Job runs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("runner")
+@click.option(
+    "--check-config",
+    is_flag=True,
+    help="Only validate the OPSPAWN_* environment, then exit (0: usable, 2: not).",
+)
+def runner(check_config: bool) -> None:
+    """Carry out one attempt of an AgentTask, configured by OPSPAWN_* environment variables.
+
+    Events go to NATS JetStream, the result also to the termination message; the exit code
+    says how the attempt ended (see docs/runner.md).
+    """
+    from opspawn.runner.main import main
+
+    sys.exit(main(check_config=check_config))

@@ -1,0 +1,226 @@
+"""The runner's input: environment variables only (see docs/runner.md for the contract).
+
+Everything comes from the environment, so one Job template runs unchanged on a real cluster
+and on the process kubelet. Values may be plain `value`s or `valueFrom` Secret, ConfigMap or
+field references; user text (the spec) must arrive through `valueFrom`, where Kubernetes does
+not expand `$(VAR)`. The runner itself never expands anything either.
+
+The input is read in two parts. The identity (task, attempt, NATS, signing key) is what the
+runner needs to report at all; the task input (spec, model key, prices) is what it needs to
+work. When only the task input is unusable, the runner can still publish why.
+
+Errors name the variable and what is wrong with it, never its value (some are secrets, and a
+URL can carry credentials).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, Json, SecretStr, ValidationError
+
+from opspawn.api.agenttask import AgentTaskSpec, Provider
+from opspawn.api.events import MIN_KEY_BYTES, SigningKey, TaskRef
+from opspawn.runner.output import OutputContract, OutputSchemaError
+
+if TYPE_CHECKING:
+    from opspawn.runner.model.pricing import PriceTable
+
+TASK_SPEC = "OPSPAWN_TASK_SPEC"
+TASK_UID = "OPSPAWN_TASK_UID"
+TASK_NAME = "OPSPAWN_TASK_NAME"
+TASK_NAMESPACE = "OPSPAWN_TASK_NAMESPACE"
+ATTEMPT = "OPSPAWN_ATTEMPT"
+POD_NAME = "OPSPAWN_POD_NAME"
+NATS_URL = "OPSPAWN_NATS_URL"
+SIGNING_KEY = "OPSPAWN_SIGNING_KEY"
+MODEL_API_KEY = "OPSPAWN_MODEL_API_KEY"
+MODEL_BASE_URL = "OPSPAWN_MODEL_BASE_URL"
+PRICES = "OPSPAWN_PRICES"
+LOG_LEVEL = "OPSPAWN_LOG_LEVEL"
+
+NATS_SCHEMES = ("nats://", "tls://", "ws://", "wss://")
+HTTP_URL = r"^https?://[^\s]+$"
+
+_TASK_REF_VARIABLES = {
+    "namespace": TASK_NAMESPACE,
+    "task_name": TASK_NAME,
+    "task_uid": TASK_UID,
+    "attempt": ATTEMPT,
+}
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a usable run; `problems` name each variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+    def __str__(self) -> str:
+        lines = "".join(f"\n  {problem}" for problem in self.problems)
+        return f"invalid runner environment:{lines}"
+
+
+class _Environment(BaseModel):
+    """Base of the environment models: variables by name, values never shown in errors."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+
+class _IdentityEnvironment(_Environment):
+    task_uid: str = Field(alias=TASK_UID)
+    task_name: str = Field(alias=TASK_NAME)
+    task_namespace: str = Field(alias=TASK_NAMESPACE)
+    attempt: int = Field(default=1, alias=ATTEMPT, ge=1)
+    pod_name: str | None = Field(default=None, alias=POD_NAME, max_length=253)
+    nats_url: str = Field(alias=NATS_URL)
+    signing_key: SecretStr = Field(alias=SIGNING_KEY)
+    log_level: str = Field(default="INFO", alias=LOG_LEVEL, pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class _TaskEnvironment(_Environment):
+    spec: Json[AgentTaskSpec] = Field(alias=TASK_SPEC)
+    model_api_key: SecretStr | None = Field(default=None, alias=MODEL_API_KEY)
+    model_base_url: str | None = Field(
+        default=None, alias=MODEL_BASE_URL, max_length=2048, pattern=HTTP_URL
+    )
+    prices: str | None = Field(default=None, alias=PRICES)
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Which task attempt this is, and where its events go."""
+
+    task: TaskRef
+    nats_servers: list[str]
+    signing_key: SigningKey
+    pod_name: str | None
+    log_level: str
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    """What the task asks for, and the model credentials."""
+
+    spec: AgentTaskSpec
+    model_api_key: SecretStr | None
+    model_base_url: str | None
+    prices: PriceTable
+    """The built-in price table with OPSPAWN_PRICES laid over it."""
+    output: OutputContract | None
+    """spec.outputSchema, parsed."""
+
+
+def _present(env: Mapping[str, str]) -> dict[str, str]:
+    """The OPSPAWN_ variables that have a value (empty counts as unset), ends stripped."""
+    return {
+        name: value.strip()
+        for name, value in env.items()
+        if name.startswith("OPSPAWN_") and value.strip()
+    }
+
+
+def _problems(error: ValidationError, names: Mapping[str, str] | None = None) -> list[str]:
+    """One line per error: the variable (and the path inside it), and the message."""
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in item["loc"]]
+        variable = (names or {}).get(loc[0], loc[0]) if loc else "environment"
+        inside = ".".join(loc[1:])
+        where = f"{variable}: {inside}" if inside else variable
+        message = "is required" if item["type"] == "missing" else item["msg"]
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def load_identity(env: Mapping[str, str]) -> RunIdentity:
+    """The run's identity from `env`; ConfigError naming every unusable variable."""
+    try:
+        raw = _IdentityEnvironment.model_validate(_present(env))
+    except ValidationError as error:
+        raise ConfigError(_problems(error)) from None
+    problems: list[str] = []
+    task: TaskRef | None = None
+    try:
+        task = TaskRef(
+            namespace=raw.task_namespace,
+            task_name=raw.task_name,
+            task_uid=raw.task_uid,
+            attempt=raw.attempt,
+        )
+    except ValidationError as error:
+        problems += _problems(error, _TASK_REF_VARIABLES)
+    servers = [server.strip() for server in raw.nats_url.split(",") if server.strip()]
+    if not servers or not all(server.startswith(NATS_SCHEMES) for server in servers):
+        problems.append(
+            f"{NATS_URL}: must be a comma-separated list of {', '.join(NATS_SCHEMES)} URLs"
+        )
+    key = raw.signing_key.get_secret_value().encode()
+    if len(key) < MIN_KEY_BYTES:
+        problems.append(f"{SIGNING_KEY}: must be at least {MIN_KEY_BYTES} bytes long")
+    if problems or task is None:
+        raise ConfigError(problems)
+    return RunIdentity(
+        task=task,
+        nats_servers=servers,
+        signing_key=SigningKey(key),
+        pod_name=raw.pod_name,
+        log_level=raw.log_level,
+    )
+
+
+def load_task(env: Mapping[str, str]) -> TaskInput:
+    """The task input from `env`; ConfigError naming every unusable variable."""
+    try:
+        raw = _TaskEnvironment.model_validate(_present(env))
+    except ValidationError as error:
+        raise ConfigError(_problems(error)) from None
+    problems: list[str] = []
+    spec = raw.spec
+    if spec.model.provider is not Provider.OPENAI_COMPATIBLE and raw.model_api_key is None:
+        problems.append(f"{MODEL_API_KEY}: is required for provider {spec.model.provider.value}")
+    output: OutputContract | None = None
+    if spec.output_schema is not None:
+        try:
+            output = OutputContract.parse(spec.output_schema)
+        except OutputSchemaError as error:
+            problems.append(f"{TASK_SPEC}: outputSchema: {error}")
+    prices: PriceTable | None = None
+    try:
+        prices = _price_table(raw.prices)
+    except (OSError, ValueError) as error:
+        problems.append(f"{PRICES}: {_describe(error)}")
+    if problems or prices is None:
+        raise ConfigError(problems)
+    return TaskInput(
+        spec=spec,
+        model_api_key=raw.model_api_key,
+        model_base_url=raw.model_base_url,
+        prices=prices,
+        output=output,
+    )
+
+
+def _price_table(value: str | None) -> PriceTable:
+    """The built-in price table with OPSPAWN_PRICES laid over it: JSON text of a mapping
+    (`{"openai": {"gpt-4.1-mini": {"input": 0.4, "output": 1.6}}}`), or the path of a YAML or
+    JSON file with that shape."""
+    from opspawn.runner.model.pricing import PriceTable
+
+    if value is None:
+        return PriceTable.builtin()
+    if value.startswith("{"):
+        return PriceTable.configured(json.loads(value))
+    return PriceTable.configured(value)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(_problems(error))
+    if isinstance(error, OSError):
+        return f"cannot read the price file: {error.strerror or error}"
+    return str(error)
