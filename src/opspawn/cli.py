@@ -37,7 +37,7 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy={"runner": "opspawn.runner.cli:runner"})
 @click.version_option(package_name="opspawn")
 def main() -> None:
     """Opspawn: run LLM agents as Kubernetes workloads."""
