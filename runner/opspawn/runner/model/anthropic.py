@@ -31,18 +31,8 @@ from anthropic.types import (
 )
 
 from opspawn.runner.model.deadline import Deadline
-from opspawn.runner.model.errors import (
-    ModelConnectionError,
-    ModelError,
-    ModelResponseError,
-    ModelTimeoutError,
-    error_for_status,
-    provider_message,
-    redact,
-    unusable_answers,
-)
+from opspawn.runner.model.errors import translate_sdk_error, unusable_answers
 from opspawn.runner.model.retry import RetryPolicy, call_with_retries
-from opspawn.runner.model.retry_after import parse_retry_after
 from opspawn.runner.model.settings import Sampling
 from opspawn.runner.model.types import (
     Message,
@@ -140,35 +130,20 @@ class AnthropicClient:
                     timeout=time_limit,
                 )
             except anthropic.AnthropicError as error:
-                raise self._translate(error) from None
+                raise translate_sdk_error(
+                    error,
+                    provider=self.provider,
+                    api_key=self._api_key,
+                    timeout=anthropic.APITimeoutError,
+                    connection=anthropic.APIConnectionError,
+                    status=anthropic.APIStatusError,
+                ) from None
 
         result = await call_with_retries(
             attempt, provider=self.provider, policy=self._retry, deadline=deadline
         )
         with unusable_answers(self.provider):
             return from_anthropic_message(result.value, attempts=result.attempts)
-
-    def _translate(self, error: anthropic.AnthropicError) -> ModelError:
-        provider = self.provider
-        if isinstance(error, anthropic.APITimeoutError):
-            return ModelTimeoutError(f"{provider} did not answer in time", provider=provider)
-        if isinstance(error, anthropic.APIConnectionError):
-            return ModelConnectionError(
-                f"could not reach {provider}: {redact(str(error), self._api_key)}",
-                provider=provider,
-            )
-        if isinstance(error, anthropic.APIStatusError):
-            message = provider_message(error.body, fallback=error.message)
-            return error_for_status(
-                error.status_code,
-                redact(message, self._api_key),
-                provider=provider,
-                retry_after=parse_retry_after(error.response.headers),
-            )
-        return ModelResponseError(
-            f"unusable answer from {provider}: {redact(str(error), self._api_key)}",
-            provider=provider,
-        )
 
     async def aclose(self) -> None:
         await self._sdk.close()

@@ -8,10 +8,13 @@ pass provider-supplied text through `redact` and raise without chaining the SDK 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Protocol
 
 from pydantic import ValidationError
+
+from opspawn.runner.model.retry_after import parse_retry_after
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 """HTTP statuses worth retrying besides every 5xx."""
@@ -105,6 +108,56 @@ def error_for_status(
     if status >= 500 or status in RETRYABLE_STATUSES:
         return ModelServerError(text, provider=provider, status=status, retry_after=retry_after)
     return ModelRequestError(text, provider=provider, status=status)
+
+
+class _HasHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class SDKStatusError(Protocol):
+    """What the OpenAI and Anthropic SDKs' `APIStatusError` carry."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def body(self) -> object: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def response(self) -> _HasHeaders: ...
+
+
+def translate_sdk_error(
+    error: Exception,
+    *,
+    provider: str,
+    api_key: str,
+    timeout: type[Exception],
+    connection: type[Exception],
+    status: type[SDKStatusError],
+) -> ModelError:
+    """The neutral error for an exception of the OpenAI or Anthropic SDK, which share one
+    design: `timeout`, `connection` and `status` are the SDK's `APITimeoutError` (checked
+    first: it is a connection error too), `APIConnectionError` and `APIStatusError`; anything
+    else is an answer the SDK could not use."""
+    if isinstance(error, timeout):
+        return ModelTimeoutError(f"{provider} did not answer in time", provider=provider)
+    if isinstance(error, connection):
+        return ModelConnectionError(
+            f"could not reach {provider}: {redact(str(error), api_key)}", provider=provider
+        )
+    if isinstance(error, status):
+        message = provider_message(error.body, fallback=error.message)
+        return error_for_status(
+            error.status_code,
+            redact(message, api_key),
+            provider=provider,
+            retry_after=parse_retry_after(error.response.headers),
+        )
+    return ModelResponseError(
+        f"unusable answer from {provider}: {redact(str(error), api_key)}", provider=provider
+    )
 
 
 def provider_message(body: object, fallback: str) -> str:

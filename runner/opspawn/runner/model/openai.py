@@ -25,17 +25,11 @@ from openai.types.chat.completion_create_params import ResponseFormat
 
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.errors import (
-    ModelConnectionError,
-    ModelError,
     ModelResponseError,
-    ModelTimeoutError,
-    error_for_status,
-    provider_message,
-    redact,
+    translate_sdk_error,
     unusable_answers,
 )
 from opspawn.runner.model.retry import Retried, RetryPolicy, call_with_retries
-from opspawn.runner.model.retry_after import parse_retry_after
 from opspawn.runner.model.settings import Sampling
 from opspawn.runner.model.types import (
     Message,
@@ -120,32 +114,17 @@ class OpenAIChat:
                     timeout=time_limit,
                 )
             except openai.OpenAIError as error:
-                raise self._translate(error) from None
+                raise translate_sdk_error(
+                    error,
+                    provider=self.provider,
+                    api_key=self._api_key,
+                    timeout=openai.APITimeoutError,
+                    connection=openai.APIConnectionError,
+                    status=openai.APIStatusError,
+                ) from None
 
         return await call_with_retries(
             attempt, provider=self.provider, policy=self._retry, deadline=deadline
-        )
-
-    def _translate(self, error: openai.OpenAIError) -> ModelError:
-        provider = self.provider
-        if isinstance(error, openai.APITimeoutError):
-            return ModelTimeoutError(f"{provider} did not answer in time", provider=provider)
-        if isinstance(error, openai.APIConnectionError):
-            return ModelConnectionError(
-                f"could not reach {provider}: {redact(str(error), self._api_key)}",
-                provider=provider,
-            )
-        if isinstance(error, openai.APIStatusError):
-            message = provider_message(error.body, fallback=error.message)
-            return error_for_status(
-                error.status_code,
-                redact(message, self._api_key),
-                provider=provider,
-                retry_after=parse_retry_after(error.response.headers),
-            )
-        return ModelResponseError(
-            f"unusable answer from {provider}: {redact(str(error), self._api_key)}",
-            provider=provider,
         )
 
     async def aclose(self) -> None:
