@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -16,6 +18,7 @@ from opspawn.api.events import (
     EventType,
     FinishedPayload,
     ResultPayload,
+    ToolCallPayload,
     ToolResultPayload,
     UsagePayload,
 )
@@ -33,6 +36,7 @@ from tests.integration.runner_loop.conftest import (
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 T = EventType
+MCP_SERVER = [sys.executable, str(Path(__file__).parents[1] / "runner" / "mcp_test_server.py")]
 TWO_TOOLS_THEN_ANSWER = {
     "turns": [
         {
@@ -197,3 +201,33 @@ async def test_a_request_the_provider_refuses_fails_the_task(
 
     finished = (await stored_events(event_stream))[-1].event.payload
     assert isinstance(finished, FinishedPayload) and finished.reason == "ModelError"
+
+
+async def test_mcp_tools_are_offered_allow_listed_and_called(
+    serve: Serve, start_runner: Run, event_stream: NatsClient
+) -> None:
+    server = await serve(
+        {
+            "turns": [
+                {
+                    "tool_calls": [
+                        {"name": "local__add", "arguments": {"a": 2, "b": 3}},
+                        {"name": "local__wipe", "arguments": {}},
+                    ]
+                },
+                {"text": "2 + 3 is 5; wiping was refused."},
+            ]
+        }
+    )
+    mcp_server = {"name": "local", "command": [*MCP_SERVER, "stdio"], "allowedTools": ["add"]}
+    runner = await start_runner(task_spec("openai", tools={"mcpServers": [mcp_server]}), server)
+
+    assert await runner.finish() == 0, runner.stderr
+
+    offered = [tool["function"]["name"] for tool in server.requests[0].body["tools"]]
+    assert offered == ["local__add"]
+    events = [s.event.payload for s in await stored_events(event_stream)]
+    decisions = {p.tool: p for p in events if isinstance(p, ToolCallPayload)}
+    assert decisions["local__add"].allowed and not decisions["local__wipe"].allowed
+    results = {p.tool: p for p in events if isinstance(p, ToolResultPayload)}
+    assert results["local__add"].content == "5" and results["local__wipe"].is_error
