@@ -3,6 +3,7 @@
 `OpenAIChat` owns the SDK client: it sends one Chat Completions request through the retry
 layer and translates SDK errors. `OpenAIChatClient` is the `ModelClient` with native tool
 calling on top of it; the ReAct client (`react.py`) reuses `OpenAIChat` for its text protocol.
+Both derive from `OpenAIChatBacked`, which holds the endpoint.
 """
 
 from __future__ import annotations
@@ -131,8 +132,9 @@ class OpenAIChat:
         await self._sdk.close()
 
 
-class OpenAIChatClient:
-    """`ModelClient` over Chat Completions with native tool calling."""
+class OpenAIChatBacked:
+    """Base of the `ModelClient`s built on one `OpenAIChat`: provider, model and closing are
+    the endpoint's."""
 
     def __init__(self, chat: OpenAIChat) -> None:
         self._chat = chat
@@ -144,6 +146,13 @@ class OpenAIChatClient:
     @property
     def model(self) -> str:
         return self._chat.model
+
+    async def aclose(self) -> None:
+        await self._chat.aclose()
+
+
+class OpenAIChatClient(OpenAIChatBacked):
+    """`ModelClient` over Chat Completions with native tool calling."""
 
     async def complete(
         self,
@@ -165,9 +174,6 @@ class OpenAIChatClient:
             return from_openai_completion(
                 result.value, provider=self.provider, turn=turn, attempts=result.attempts
             )
-
-    async def aclose(self) -> None:
-        await self._chat.aclose()
 
 
 def to_openai_messages(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:

@@ -32,7 +32,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.errors import unusable_answers
-from opspawn.runner.model.openai import OpenAIChat, parse_tool_call
+from opspawn.runner.model.openai import OpenAIChatBacked, parse_tool_call
 from opspawn.runner.model.types import (
     Message,
     ModelResponse,
@@ -71,19 +71,8 @@ Tools:
 """
 
 
-class ReActClient:
+class ReActClient(OpenAIChatBacked):
     """`ModelClient` speaking the ReAct text protocol over Chat Completions."""
-
-    def __init__(self, chat: OpenAIChat) -> None:
-        self._chat = chat
-
-    @property
-    def provider(self) -> str:
-        return self._chat.provider
-
-    @property
-    def model(self) -> str:
-        return self._chat.model
 
     async def complete(
         self,
@@ -120,9 +109,6 @@ class ReActClient:
             model=completion.model or self.model,
             attempts=result.attempts,
         )
-
-    async def aclose(self) -> None:
-        await self._chat.aclose()
 
 
 def system_prompt(
