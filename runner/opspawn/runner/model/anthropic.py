@@ -44,6 +44,7 @@ from opspawn.runner.model.types import (
     ToolCall,
     ToolResult,
     ToolSpec,
+    system_text,
 )
 from opspawn.runner.model.usage import from_anthropic
 
@@ -102,7 +103,7 @@ class AnthropicClient:
         output_schema: Mapping[str, Any] | None,
         deadline: Deadline,
     ) -> ModelResponse:
-        system = "\n\n".join(m.text for m in messages if m.role is Role.SYSTEM)
+        system = system_text(messages)
         wire_messages = to_anthropic_messages(messages)
         wire_tools = [to_anthropic_tool(tool) for tool in tools]
         output_config: OutputConfigParam | None = (

@@ -47,6 +47,8 @@ from opspawn.runner.model.types import (
     ToolCall,
     ToolResult,
     ToolSpec,
+    assistant_turns,
+    system_text,
 )
 from opspawn.runner.model.usage import from_google
 
@@ -102,7 +104,7 @@ class GoogleClient:
         output_schema: Mapping[str, Any] | None,
         deadline: Deadline,
     ) -> ModelResponse:
-        system = "\n\n".join(m.text for m in messages if m.role is Role.SYSTEM)
+        system = system_text(messages)
         contents = to_google_contents(messages)
         structured = output_schema is not None and not tools
 
@@ -128,7 +130,7 @@ class GoogleClient:
         result = await call_with_retries(
             attempt, provider=self.provider, policy=self._retry, deadline=deadline
         )
-        turn = sum(1 for message in messages if message.role is Role.ASSISTANT)
+        turn = assistant_turns(messages)
         with unusable_answers(self.provider):
             return from_google_response(
                 result.value, requested_model=self.model, turn=turn, attempts=result.attempts

@@ -40,6 +40,7 @@ from opspawn.runner.model.types import (
     TextPart,
     ToolCall,
     ToolSpec,
+    assistant_turns,
 )
 from opspawn.runner.model.usage import from_openai
 
@@ -169,7 +170,7 @@ class OpenAIChatClient(OpenAIChatBacked):
             stop=None,
             deadline=deadline,
         )
-        turn = sum(1 for message in messages if message.role is Role.ASSISTANT)
+        turn = assistant_turns(messages)
         with unusable_answers(self.provider):
             return from_openai_completion(
                 result.value, provider=self.provider, turn=turn, attempts=result.attempts

@@ -42,6 +42,8 @@ from opspawn.runner.model.types import (
     ThinkingPart,
     ToolCall,
     ToolSpec,
+    assistant_turns,
+    system_text,
 )
 from opspawn.runner.model.usage import from_openai
 
@@ -91,7 +93,7 @@ class ReActClient(OpenAIChatBacked):
         )
         completion = result.value
         text = completion.choices[0].message.content if completion.choices else None
-        turn = sum(1 for message in messages if message.role is Role.ASSISTANT)
+        turn = assistant_turns(messages)
         with unusable_answers(self.provider):
             message = parse_react(text or "", turn=turn)
         finish = completion.choices[0].finish_reason if completion.choices else None
@@ -136,7 +138,7 @@ def to_react_messages(
     tools: Sequence[ToolSpec],
     output_schema: Mapping[str, Any] | None,
 ) -> list[ChatCompletionMessageParam]:
-    system = "\n\n".join(m.text for m in messages if m.role is Role.SYSTEM)
+    system = system_text(messages)
     prompt = system_prompt(system, tools, output_schema)
     wire: list[ChatCompletionMessageParam] = []
     if prompt:

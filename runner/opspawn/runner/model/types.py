@@ -137,6 +137,16 @@ class Message(Frozen):
         return tuple(part for part in self.parts if isinstance(part, ToolResult))
 
 
+def system_text(messages: Iterable[Message]) -> str:
+    """The system messages' text, for providers that take the system prompt apart."""
+    return "\n\n".join(m.text for m in messages if m.role is Role.SYSTEM)
+
+
+def assistant_turns(messages: Iterable[Message]) -> int:
+    """How many model answers the conversation holds (numbers the ids adapters make up)."""
+    return sum(1 for message in messages if message.role is Role.ASSISTANT)
+
+
 class ToolSpec(Frozen):
     """A tool offered to the model."""
 
