@@ -31,7 +31,7 @@ from anthropic.types import (
 )
 
 from opspawn.runner.model.deadline import Deadline
-from opspawn.runner.model.errors import translate_sdk_error, unusable_answers
+from opspawn.runner.model.errors import SDKErrorTypes, translate_sdk_error, unusable_answers
 from opspawn.runner.model.retry import RetryPolicy, call_with_retries
 from opspawn.runner.model.settings import Sampling
 from opspawn.runner.model.types import (
@@ -49,6 +49,11 @@ from opspawn.runner.model.types import (
 from opspawn.runner.model.usage import from_anthropic
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+SDK_ERRORS = SDKErrorTypes(
+    timeout=anthropic.APITimeoutError,
+    connection=anthropic.APIConnectionError,
+    status=anthropic.APIStatusError,
+)
 DEFAULT_MAX_TOKENS = 4096
 """The Messages API requires a bound on output tokens; used when the spec sets none."""
 
@@ -132,12 +137,7 @@ class AnthropicClient:
                 )
             except anthropic.AnthropicError as error:
                 raise translate_sdk_error(
-                    error,
-                    provider=self.provider,
-                    api_key=self._api_key,
-                    timeout=anthropic.APITimeoutError,
-                    connection=anthropic.APIConnectionError,
-                    status=anthropic.APIStatusError,
+                    error, SDK_ERRORS, provider=self.provider, api_key=self._api_key
                 ) from None
 
         result = await call_with_retries(

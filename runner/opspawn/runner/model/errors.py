@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -128,26 +129,30 @@ class SDKStatusError(Protocol):
     def response(self) -> _HasHeaders: ...
 
 
+@dataclass(frozen=True)
+class SDKErrorTypes:
+    """The exception classes of the OpenAI or Anthropic SDK, which share one design."""
+
+    timeout: type[Exception]
+    """`APITimeoutError`: checked first, since it is a connection error too."""
+    connection: type[Exception]
+    """`APIConnectionError`."""
+    status: type[SDKStatusError]
+    """`APIStatusError`."""
+
+
 def translate_sdk_error(
-    error: Exception,
-    *,
-    provider: str,
-    api_key: str,
-    timeout: type[Exception],
-    connection: type[Exception],
-    status: type[SDKStatusError],
+    error: Exception, sdk: SDKErrorTypes, *, provider: str, api_key: str
 ) -> ModelError:
-    """The neutral error for an exception of the OpenAI or Anthropic SDK, which share one
-    design: `timeout`, `connection` and `status` are the SDK's `APITimeoutError` (checked
-    first: it is a connection error too), `APIConnectionError` and `APIStatusError`; anything
-    else is an answer the SDK could not use."""
-    if isinstance(error, timeout):
+    """The neutral error for an exception of the OpenAI or Anthropic SDK; one that is not a
+    timeout, connection or status error is an answer the SDK could not use."""
+    if isinstance(error, sdk.timeout):
         return ModelTimeoutError(f"{provider} did not answer in time", provider=provider)
-    if isinstance(error, connection):
+    if isinstance(error, sdk.connection):
         return ModelConnectionError(
             f"could not reach {provider}: {redact(str(error), api_key)}", provider=provider
         )
-    if isinstance(error, status):
+    if isinstance(error, sdk.status):
         message = provider_message(error.body, fallback=error.message)
         return error_for_status(
             error.status_code,

@@ -27,6 +27,7 @@ from openai.types.chat.completion_create_params import ResponseFormat
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.errors import (
     ModelResponseError,
+    SDKErrorTypes,
     translate_sdk_error,
     unusable_answers,
 )
@@ -48,6 +49,11 @@ T = TypeVar("T")
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 OUTPUT_SCHEMA_NAME = "result"
+SDK_ERRORS = SDKErrorTypes(
+    timeout=openai.APITimeoutError,
+    connection=openai.APIConnectionError,
+    status=openai.APIStatusError,
+)
 TOOL_ERROR_PREFIX = "Error: "
 """Chat Completions has no error flag on tool results: errors are marked in the text."""
 
@@ -117,12 +123,7 @@ class OpenAIChat:
                 )
             except openai.OpenAIError as error:
                 raise translate_sdk_error(
-                    error,
-                    provider=self.provider,
-                    api_key=self._api_key,
-                    timeout=openai.APITimeoutError,
-                    connection=openai.APIConnectionError,
-                    status=openai.APIStatusError,
+                    error, SDK_ERRORS, provider=self.provider, api_key=self._api_key
                 ) from None
 
         return await call_with_retries(
