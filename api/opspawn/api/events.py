@@ -352,6 +352,8 @@ class LlmCallPayload(Payload):
     """Why the model stopped (stop, tool_calls, length …)."""
     tool_calls: Count = 0
     """How many tool calls the model asked for."""
+    cost_usd: float | None = Field(default=None, ge=0, alias="costUSD")
+    """Cost of this call in US dollars; None when the model's price is unknown."""
     text: str = ""
     """Text the model produced."""
 
@@ -470,7 +472,8 @@ class FinishedPayload(Payload):
     exit_code: int
     """The exit code the runner is about to exit with (`RunnerExitCode`)."""
     reason: Name
-    """`RunnerExitCode.reason`, e.g. Succeeded, BudgetExhausted."""
+    """Why the run stopped (`opspawn.runner.exits.ExitReason`, e.g. Completed, MaxStepsReached,
+    Terminated): finer than the exit code, which follows from it."""
     steps: Count = 0
     """Steps taken."""
     duration_ms: Count = 0
@@ -729,7 +732,7 @@ class TerminationMessage(WireModel):
     exit_code: int
     """The runner's exit code (`RunnerExitCode`)."""
     reason: Name
-    """`RunnerExitCode.reason` of the exit code."""
+    """Why the run stopped (as in the `finished` event)."""
     result: str = ""
     """The beginning of the result."""
     result_truncated: bool = False

@@ -133,7 +133,8 @@ class EventPublisher:
             logger.warning("NATS connection error: %s", error)
 
         async def disconnected_cb() -> None:
-            logger.warning("disconnected from NATS; reconnecting")
+            if not nc.is_closed:  # a normal close is not worth a warning
+                logger.warning("disconnected from NATS; reconnecting")
 
         async def reconnected_cb() -> None:
             logger.info("reconnected to NATS")
@@ -180,9 +181,11 @@ class EventPublisher:
             if self._closed:
                 raise RuntimeError("the event publisher is closed")
             self._raise_failure()
-            self._sequence += 1
-            event = sign_event(build_event(self.task, self._sequence, payload), self._key)
+            sequence = self._sequence + 1
+            event = sign_event(build_event(self.task, sequence, payload), self._key)
             await self._queue.put(event)
+            # Numbered only once queued: an emit cancelled while the queue is full leaves no gap.
+            self._sequence = sequence
         self._raise_failure()
         return event
 

@@ -214,7 +214,7 @@ class AgentLoop:
             reason = ExitReason.MODEL_UNAVAILABLE if error.retryable else ExitReason.MODEL_ERROR
             return self._outcome(reason, str(error))
         duration_ms = int((time.monotonic() - started) * 1000)
-        self._ledger.record(response.usage)
+        entry = self._ledger.record(response.usage)
         usage = response.usage
         await self._events.emit(
             LlmCallPayload(
@@ -229,6 +229,7 @@ class AgentLoop:
                 retries=response.attempts - 1,
                 finish_reason=(response.raw_stop_reason or response.stop_reason.value)[:256],
                 tool_calls=len(response.message.tool_calls),
+                cost_usd=entry.cost_usd,
                 text=response.message.text,
             )
         )
