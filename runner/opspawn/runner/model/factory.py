@@ -1,13 +1,13 @@
-"""Building the model client a task's `ModelSpec` asks for."""
+"""Building the model client a task's `ModelSpec` asks for.
+
+Each adapter is imported only when its provider is asked for: the provider SDKs take most of
+the runner's cold start, and a task uses one of them.
+"""
 
 from __future__ import annotations
 
 from opspawn.api.agenttask import ModelSpec, Provider, ToolCalling
-from opspawn.runner.model.anthropic import AnthropicClient
 from opspawn.runner.model.base import ModelClient
-from opspawn.runner.model.google import GoogleClient
-from opspawn.runner.model.openai import OpenAIChat, OpenAIChatClient
-from opspawn.runner.model.react import ReActClient
 from opspawn.runner.model.retry import RetryPolicy
 from opspawn.runner.model.settings import Sampling
 
@@ -39,6 +39,9 @@ def build_model_client(
     if spec.tool_calling is ToolCalling.REACT and provider is not Provider.OPENAI_COMPATIBLE:
         raise ValueError("toolCalling: react is only available for provider openai-compatible")
     if provider is Provider.OPENAI_COMPATIBLE:
+        from opspawn.runner.model.openai import OpenAIChat, OpenAIChatClient
+        from opspawn.runner.model.react import ReActClient
+
         endpoint = base_url or spec.base_url
         if not endpoint:
             raise ValueError("provider openai-compatible needs a baseURL")
@@ -56,6 +59,8 @@ def build_model_client(
     if not api_key:
         raise ValueError(f"provider {provider.value} needs an API key")
     if provider is Provider.OPENAI:
+        from opspawn.runner.model.openai import OpenAIChat, OpenAIChatClient
+
         return OpenAIChatClient(
             OpenAIChat(
                 provider=provider.value,
@@ -67,9 +72,13 @@ def build_model_client(
             )
         )
     if provider is Provider.ANTHROPIC:
+        from opspawn.runner.model.anthropic import AnthropicClient
+
         return AnthropicClient(
             model=spec.name, api_key=api_key, base_url=base_url, sampling=sampling, retry=retry
         )
+    from opspawn.runner.model.google import GoogleClient
+
     return GoogleClient(
         model=spec.name, api_key=api_key, base_url=base_url, sampling=sampling, retry=retry
     )

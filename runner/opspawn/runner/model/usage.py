@@ -13,11 +13,14 @@ The providers count differently:
 
 from __future__ import annotations
 
-from anthropic.types import Usage as AnthropicUsage
-from google.genai.types import GenerateContentResponseUsageMetadata
-from openai.types import CompletionUsage
+from typing import TYPE_CHECKING
 
 from opspawn.runner.model.types import TokenUsage
+
+if TYPE_CHECKING:  # each SDK is imported by its own adapter, only when that provider is used
+    from anthropic.types import Usage as AnthropicUsage
+    from google.genai.types import GenerateContentResponseUsageMetadata
+    from openai.types import CompletionUsage
 
 
 def from_openai(usage: CompletionUsage | None) -> TokenUsage:
