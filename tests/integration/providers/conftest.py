@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from opspawn.api.agenttask import ModelSpec
-from opspawn.fakes import FakeModelServer, Script
+from opspawn.fakes import FakeModelServer
 from opspawn.runner.model import ModelClient, RetryPolicy, build_model_client
 
 FAKE_KEY = "sk-test-not-a-real-key"
@@ -18,33 +18,9 @@ FAST_RETRY = RetryPolicy(max_attempts=3, call_timeout=10.0, initial_backoff=0.01
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fake_key() -> str:
     """The API key every test client uses; it must never appear in an error message."""
     return FAKE_KEY
-
-
-Serve = Callable[[dict[str, Any]], Awaitable[FakeModelServer]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a fake model server with a script given as a dict; all are stopped at the end."""
-    servers: list[FakeModelServer] = []
-
-    async def start(script: dict[str, Any]) -> FakeModelServer:
-        server = FakeModelServer(Script.model_validate(script))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
 
 
 Connect = Callable[..., ModelClient]

@@ -8,27 +8,23 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from opspawn.api.events import (
-    DUPLICATE_WINDOW_SECONDS,
     STREAM_NAME,
     RunnerEvent,
     SigningKey,
-    stream_subjects,
     verify_event,
 )
 from opspawn.dev.nats import NatsServer
-from opspawn.fakes import FakeModelServer, Script
+from opspawn.fakes import FakeModelServer
 
 SIGNING_KEY = "integration-signing-key-0123456789"
 API_KEY = "sk-runner-integration-secret-7f3a9c"
@@ -37,39 +33,6 @@ NAMESPACE = "team-a"
 TASK_NAME = "two-tools"
 MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5", "google": "gemini-2.5-flash"}
 RUN_TIMEOUT = 60.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def event_stream(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
-    """The event stream as the operator creates it; a client connected to its server."""
-    nc = await nats.connect(nats_server.url)
-    await nc.jetstream().add_stream(
-        StreamConfig(
-            name=STREAM_NAME,
-            subjects=stream_subjects(),
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        )
-    )
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 @dataclass
@@ -92,25 +55,6 @@ async def stored_events(nc: NatsClient) -> list[StoredEvent]:
         assert msg.data is not None and msg.subject is not None
         out.append(StoredEvent(verify_event(msg.data, key, subject=msg.subject), msg.data))
     return out
-
-
-Serve = Callable[[dict[str, Any]], Awaitable[FakeModelServer]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start fake model servers from script dicts; all are stopped at the end."""
-    servers: list[FakeModelServer] = []
-
-    async def start(script: dict[str, Any]) -> FakeModelServer:
-        server = FakeModelServer(Script.model_validate(script))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
 
 
 def task_spec(provider: str, **fields: Any) -> dict[str, Any]:

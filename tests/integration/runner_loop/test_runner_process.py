@@ -23,12 +23,12 @@ from opspawn.api.events import (
     UsagePayload,
 )
 from opspawn.fakes import FakeModelServer
+from tests.integration.conftest import Serve
 from tests.integration.runner_loop.conftest import (
     API_KEY,
     NAMESPACE,
     TASK_UID,
     Run,
-    Serve,
     stored_events,
     task_spec,
 )

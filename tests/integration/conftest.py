@@ -1,0 +1,69 @@
+"""Fixtures shared by the integration tests: a NATS server of the test's own with the event
+stream as the operator creates it, and fake model servers started from scripts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js.api import StorageType, StreamConfig
+
+from opspawn.api.events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, stream_subjects
+from opspawn.dev.nats import NatsServer
+from opspawn.fakes import FakeModelServer, Script
+
+Serve = Callable[[dict[str, Any]], Awaitable[FakeModelServer]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A NATS server with JetStream of its own, on free ports, stopped at teardown."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def event_stream(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
+    """The event stream as the operator creates it; yields a client connected to its server."""
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().add_stream(
+        StreamConfig(
+            name=STREAM_NAME,
+            subjects=stream_subjects(),
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+    )
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start fake model servers from script dicts; all are stopped at the end."""
+    servers: list[FakeModelServer] = []
+
+    async def start(script: dict[str, Any]) -> FakeModelServer:
+        server = FakeModelServer(Script.model_validate(script))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
