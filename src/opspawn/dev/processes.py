@@ -84,9 +84,6 @@ class ManagedProcess:
                 )
             time.sleep(0.1)
 
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
     def stop(self, grace: float = 10.0) -> None:
         if self.popen is None:
             return

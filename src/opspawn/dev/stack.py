@@ -15,7 +15,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, config
@@ -64,7 +64,6 @@ class DevStack:
     nats: NatsServer | None = None
     postgres: Postgres | None = None
     kubelet: ManagedProcess | None = None
-    started: list[str] = field(default_factory=list)
 
     @property
     def kubeconfig(self) -> Path:
