@@ -37,7 +37,10 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=LazyGroup, lazy={"runner": "opspawn.runner.cli:runner"})
+@click.group(
+    cls=LazyGroup,
+    lazy={"runner": "opspawn.runner.cli:runner", "operator": "opspawn.operator.cli:operator"},
+)
 @click.version_option(package_name="opspawn")
 def main() -> None:
     """Opspawn: run LLM agents as Kubernetes workloads."""

@@ -732,6 +732,8 @@ class AgentTaskStatus(ApiModel):
     """Current attempt number (0 before the first launch)."""
     attempts: list[AttemptRecord] = Field(default_factory=list, max_length=ATTEMPTS_HISTORY_MAX)
     """The most recent attempts."""
+    retries: int = Field(default=0, ge=0)
+    """Attempts that ended in an infrastructure failure (counted against spec.retry.limit)."""
     queue_position: int | None = Field(default=None, ge=0)
     """Position in the admission queue while Queued (0 runs next)."""
     start_time: str | None = None

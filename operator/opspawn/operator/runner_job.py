@@ -31,9 +31,6 @@ TASK_NAME_LABEL = "opspawn.io/task-name"
 ATTEMPT_LABEL = "opspawn.io/attempt"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUNNER_UID = 65532
-DEADLINE_GRACE_SECONDS = 30
-"""The Job's activeDeadlineSeconds is the task's timeout plus this: the runner stops itself at
-the timeout (exit TimedOut) and gets this long to flush its events before the Job ends it."""
 
 _NAME_LIMIT = 63
 
@@ -48,6 +45,10 @@ class RunnerSettings:
     model_base_url: str | None = None
     """Send every model call here instead of the provider (dev stack: the mock model)."""
     termination_grace_seconds: int = 30
+    deadline_grace_seconds: int = 30
+    """The Job's activeDeadlineSeconds is the task's timeout plus this: the runner stops itself
+    at the timeout (exit TimedOut) and gets this long to flush its events before the Job ends
+    it."""
 
 
 def escape_expansion(text: str) -> str:
@@ -213,7 +214,7 @@ def build_runner_job(task: Mapping[str, Any], attempt: int, settings: RunnerSett
         },
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": spec.limits.timeout_seconds + DEADLINE_GRACE_SECONDS,
+            "activeDeadlineSeconds": spec.limits.timeout_seconds + settings.deadline_grace_seconds,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }

@@ -1,0 +1,171 @@
+"""`opspawn operator`: run the AgentTask operator.
+
+Every option can also be set as an environment variable `OPSPAWN_OPERATOR_<OPTION>` (dashes as
+underscores, e.g. `OPSPAWN_OPERATOR_RUNNER_IMAGE`); the Helm chart uses both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+
+import click
+
+from opspawn.operator.runner_job import RunnerSettings
+from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
+
+
+def _namespace_limits(values: tuple[str, ...]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for value in values:
+        namespace, separator, number = value.partition("=")
+        if not separator or not namespace or not number.isdigit():
+            raise click.BadParameter(
+                f"{value!r} is not NAMESPACE=N", param_hint="--max-running-in-namespace"
+            )
+        limits[namespace] = int(number)
+    return limits
+
+
+@click.command("operator", context_settings={"auto_envvar_prefix": "OPSPAWN_OPERATOR"})
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    help="Default: in-cluster, then $KUBECONFIG or ~/.kube/config.",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Serve only these namespaces (repeatable); default: the whole cluster.",
+)
+@click.option(
+    "--runner-image",
+    default="ghcr.io/opspawn/opspawn:latest",
+    show_default=True,
+    help="Image of runner Jobs (a task's spec.runner.image overrides it).",
+)
+@click.option(
+    "--runner-command",
+    default="opspawn runner",
+    show_default=True,
+    help="Command of the runner container, split like a shell would.",
+)
+@click.option("--nats-url", required=True, help="NATS URL(s) the runners publish events to.")
+@click.option(
+    "--model-base-url",
+    default=None,
+    help="Send every model call here (dev and test stacks: the mock model).",
+)
+@click.option(
+    "--max-running",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks running at once, cluster-wide (default: unlimited).",
+)
+@click.option(
+    "--max-running-per-namespace",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks running at once per namespace (default: unlimited).",
+)
+@click.option(
+    "--max-running-in-namespace",
+    "namespace_limits",
+    multiple=True,
+    metavar="NAMESPACE=N",
+    help="Override the per-namespace cap for one namespace.",
+)
+@click.option(
+    "--max-running-per-model",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks running at once per provider/model (default: unlimited).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Reconciles running at once.",
+)
+@click.option(
+    "--deadline-grace-seconds",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="Job activeDeadlineSeconds = task timeout + this.",
+)
+@click.option(
+    "--termination-grace-seconds",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="terminationGracePeriodSeconds of runner Pods.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(min=0, max=65535),
+    default=8080,
+    show_default=True,
+    help="Port of /metrics, /healthz, /readyz (0: off).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="INFO",
+    show_default=True,
+)
+def operator(  # click passes every option by keyword
+    *,
+    kubeconfig: str | None,
+    namespaces: tuple[str, ...],
+    runner_image: str,
+    runner_command: str,
+    nats_url: str,
+    model_base_url: str | None,
+    max_running: int | None,
+    max_running_per_namespace: int | None,
+    namespace_limits: tuple[str, ...],
+    max_running_per_model: int | None,
+    workers: int,
+    deadline_grace_seconds: int,
+    termination_grace_seconds: int,
+    health_port: int,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run the AgentTask operator: admit tasks, launch runner Jobs, keep status current."""
+    import kopf
+
+    from opspawn.operator.main import run_operator
+
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+        verbose=log_level == "DEBUG",
+    )
+    logging.getLogger().setLevel(log_level)
+    settings = OperatorSettings(
+        runner=RunnerSettings(
+            image=runner_image,
+            nats_url=nats_url,
+            command=tuple(shlex.split(runner_command)),
+            model_base_url=model_base_url,
+            termination_grace_seconds=termination_grace_seconds,
+            deadline_grace_seconds=deadline_grace_seconds,
+        ),
+        limits=ConcurrencyLimits(
+            total=max_running,
+            per_namespace=max_running_per_namespace,
+            per_model=max_running_per_model,
+            per_namespace_overrides=_namespace_limits(namespace_limits),
+        ),
+        namespaces=namespaces,
+        workers=workers,
+        health_port=health_port,
+    )
+    asyncio.run(run_operator(settings, kubeconfig))

@@ -1,0 +1,51 @@
+"""Every kopf setting the operator relies on, in one place (see docs/operator.md).
+
+- Finalizer `opspawn.io/finalizer`: declared for completeness; no handler needs one, because
+  every child (Job, Pods, per-task Secret) goes with its ownerReferences, so deleting a task
+  never waits for the operator.
+- Handler progress and the diff-base live in annotations under `opspawn.io/`, never in
+  `status` (which belongs to the AgentTask API). The reconcile uses only index and event
+  handlers, which store neither, so kopf adds no annotation writes to a task's lifecycle.
+- Kubernetes Events from kopf itself only at WARNING and above (handler crashes); the
+  operator posts its own transition Events, rate-limited (`recorder`).
+- Watches: the server ends each watch after 5 minutes and kopf restarts it; a watch silent for
+  longer than the inactivity timeout (70 s, above the apiserver's 60 s bookmarks) is treated
+  as dead and restarted. Runner Jobs are filtered server-side by label.
+- Peering off (standalone): one replica runs at a time (the chart's Deployment uses the
+  Recreate strategy), so no KopfPeering resources or RBAC are needed.
+- Scanning off: the set of namespaces (`--namespace`, or the whole cluster) and the CRD are
+  fixed at start, so the operator needs no access to Namespaces or CRDs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from opspawn.operator.runner_job import MANAGED_BY
+
+FINALIZER = "opspawn.io/finalizer"
+ANNOTATION_PREFIX = "opspawn.io"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+WATCH_INACTIVITY_TIMEOUT_SECONDS = 70.0
+RUNNER_JOBS = ("batch", "v1", "jobs")
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "opspawn-operator"
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 30
+    settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT_SECONDS
+    settings.watching.label_selectors[RUNNER_JOBS] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    settings.peering.standalone = True
+    settings.scanning.disabled = True

@@ -1,0 +1,208 @@
+"""The operator's writes and point reads against the Kubernetes API, all async.
+
+Watches belong to kopf; everything else the reconcile does goes through `KubeClient`, which
+makes each call idempotent the way the lifecycle needs it: a create that meets an existing
+object (409) adopts it when it belongs to the same task, a delete of a missing object (404) is
+done. Every call is counted in the `opspawn_api_requests_total` metric.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from opspawn.api.agenttask import GROUP, KIND, PLURAL, VERSION
+from opspawn.operator import metrics
+from opspawn.operator.runner_job import TASK_UID_LABEL, KubeObject
+
+COMPONENT = "opspawn-operator"
+
+
+class OwnershipConflictError(RuntimeError):
+    """An object with the name the operator wants exists and belongs to something else."""
+
+
+async def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An API client from `kubeconfig`, else $KUBECONFIG / ~/.kube/config, else in-cluster."""
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        except config.ConfigException:
+            pass
+    await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+class KubeClient:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._batch = client.BatchV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+
+    def _plain(self, obj: Any) -> KubeObject:
+        plain: KubeObject = self._api.sanitize_for_serialization(obj)
+        return plain
+
+    # ------------------------------------------------------------------ runner objects
+
+    async def ensure_secret(self, secret: KubeObject) -> None:
+        """Create the per-task Secret; an existing one of the same task is kept as it is."""
+        namespace = secret["metadata"]["namespace"]
+        with metrics.api_call("create", "secrets"):
+            try:
+                await self._core.create_namespaced_secret(namespace, secret)
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        with metrics.api_call("get", "secrets"):
+            existing = await self._core.read_namespaced_secret(
+                secret["metadata"]["name"], namespace
+            )
+        _check_owner(self._plain(existing), secret)
+
+    async def ensure_job(self, job: KubeObject) -> None:
+        """Create the Job; an existing Job of the same task (same attempt name) is adopted."""
+        namespace = job["metadata"]["namespace"]
+        with metrics.api_call("create", "jobs"):
+            try:
+                await self._batch.create_namespaced_job(namespace, job)
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        existing = await self.read_job(namespace, job["metadata"]["name"])
+        if existing is not None:
+            _check_owner(existing, job)
+
+    async def read_job(self, namespace: str, name: str) -> KubeObject | None:
+        with metrics.api_call("get", "jobs"):
+            try:
+                return self._plain(await self._batch.read_namespaced_job(name, namespace))
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete the Job and, through the garbage collector, its Pods (which get SIGTERM)."""
+        with metrics.api_call("delete", "jobs"):
+            try:
+                await self._batch.delete_namespaced_job(
+                    name, namespace, propagation_policy="Background"
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+    async def job_pods(self, namespace: str, job_name: str) -> list[KubeObject]:
+        with metrics.api_call("list", "pods"):
+            pods = await self._core.list_namespaced_pod(
+                namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
+            )
+        return [self._plain(pod) for pod in pods.items]
+
+    async def secret_problem(self, namespace: str, name: str, key: str) -> str | None:
+        """Why Secret `name` cannot provide `key` (None when it can); never reads values out."""
+        with metrics.api_call("get", "secrets"):
+            try:
+                secret = await self._core.read_namespaced_secret(name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return f"Secret {namespace}/{name} (spec.model.apiKeySecretRef) not found"
+                raise
+        if key not in (secret.data or {}):
+            return f"Secret {namespace}/{name} has no key {key!r} (spec.model.apiKeySecretRef)"
+        return None
+
+    # ------------------------------------------------------------------ AgentTasks
+
+    async def patch_task_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> KubeObject | None:
+        """Merge-patch the status subresource; the task as it is now (None when it is gone)."""
+        with metrics.api_call("patch", "agenttasks/status"):
+            try:
+                patched = await self._custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    {"status": dict(status)},
+                    _content_type="application/merge-patch+json",
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+        result: KubeObject = patched
+        return result
+
+    async def delete_task(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the task (only the one with `uid`: a new task of the same name is spared)."""
+        with metrics.api_call("delete", "agenttasks"):
+            try:
+                await self._custom.delete_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
+                )
+            except ApiException as error:
+                if error.status not in (404, 409):
+                    raise
+
+    async def post_event(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        uid: str,
+        reason: str,
+        message: str,
+        warning: bool,
+        time: str,
+    ) -> None:
+        """A core/v1 Event about the task (what `kubectl describe agenttask` shows)."""
+        event = {
+            "metadata": {"name": f"{name[:200]}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": time,
+            "lastTimestamp": time,
+            "count": 1,
+        }
+        with metrics.api_call("create", "events"):
+            await self._core.create_namespaced_event(namespace, event)
+
+
+def _check_owner(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    have = (existing.get("metadata") or {}).get("labels") or {}
+    want = wanted["metadata"]["labels"]
+    if have.get(TASK_UID_LABEL) != want[TASK_UID_LABEL]:
+        meta = wanted["metadata"]
+        raise OwnershipConflictError(
+            f"{wanted.get('kind', 'object')} {meta['namespace']}/{meta['name']} exists"
+            " and belongs to another task"
+        )

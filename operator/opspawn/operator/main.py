@@ -1,0 +1,50 @@
+"""`opspawn operator`: kopf's watches, the reconcile workers and the health endpoint, in one
+event loop, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+
+from opspawn.operator.handlers import build_registry
+from opspawn.operator.kube import KubeClient, load_api_client
+from opspawn.operator.metrics import HealthServer
+from opspawn.operator.reconciler import Reconciler
+from opspawn.operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+
+async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None) -> None:
+    if kubeconfig is not None:
+        os.environ["KUBECONFIG"] = kubeconfig  # for kopf's login through the kubernetes client
+    api = await load_api_client(kubeconfig)
+    reconciler = Reconciler(settings, KubeClient(api))
+    health = HealthServer(
+        settings.health_address, settings.health_port, ready=lambda: reconciler.ready
+    )
+    if settings.health_port:
+        await health.start()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=build_registry(reconciler),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=True,
+        ),
+        name="kopf",
+    )
+    workers = asyncio.create_task(reconciler.run(), name="reconciler")
+    try:
+        done, _ = await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in (operator, workers):
+            task.cancel()
+        await asyncio.gather(operator, workers, return_exceptions=True)
+        await health.stop()
+        await api.close()

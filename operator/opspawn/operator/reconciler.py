@@ -1,0 +1,254 @@
+"""The reconcile loop: watch events put task uids on a work queue; workers decide and act.
+
+One reconcile of one task reads the store (no API call in the common case), asks
+`lifecycle.decide` what the task's status and children should be, asks the admission queue
+for a slot when the task wants one, carries out the actions and writes the status only where
+it differs. Point reads happen only where the watch cannot answer: the Pods of a finished Job
+(for the runner's exit code and termination message), a Job the watch has not shown yet, and
+the API-key Secret when a task is admitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from opspawn.api.agenttask import TERMINAL_PHASES, AgentTaskSpec, AgentTaskStatus
+from opspawn.operator import metrics
+from opspawn.operator.admission import AdmissionQueue, Candidate, Slot
+from opspawn.operator.kube import KubeClient
+from opspawn.operator.lifecycle import (
+    DeleteJob,
+    DeleteTask,
+    Launch,
+    Notify,
+    Observed,
+    decide,
+    rfc3339,
+)
+from opspawn.operator.outcome import AttemptOutcome, attempt_outcome, runner_lost
+from opspawn.operator.recorder import EventRecorder
+from opspawn.operator.runner_job import build_runner_job, build_task_secret, job_name
+from opspawn.operator.settings import OperatorSettings
+from opspawn.operator.store import JobIndex, Store, TaskIndex
+from opspawn.operator.views import JobView, TaskView
+from opspawn.operator.workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _slot(task: TaskView) -> Slot:
+    return Slot(uid=task.uid, namespace=task.namespace, model_key=task.model_key)
+
+
+def _candidate(task: TaskView) -> Candidate:
+    return Candidate(
+        slot=_slot(task),
+        priority=task.priority,
+        creation_timestamp=task.creation_timestamp,
+        name=task.name,
+    )
+
+
+def _ref(task: TaskView) -> dict[str, Any]:
+    """The object reference kopf's JSON log formatter puts under `object`."""
+    return {
+        "k8s_ref": {
+            "apiVersion": "opspawn.io/v1alpha1",
+            "kind": "AgentTask",
+            "namespace": task.namespace,
+            "name": task.name,
+            "uid": task.uid,
+        },
+        "k8s_skip": True,
+    }
+
+
+def status_patch(current: Mapping[str, Any], desired: AgentTaskStatus) -> dict[str, Any]:
+    """The top-level status fields that differ from `current` (the status as served), as a
+    JSON merge patch: every declared field is written explicitly, null removes one."""
+    after = desired.model_dump(mode="json", by_alias=True)
+    return {key: value for key, value in after.items() if current.get(key) != value}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: KubeClient,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._kube = kube
+        self._clock = clock
+        self.queue = WorkQueue()
+        self.store = Store()
+        self.admission = AdmissionQueue(settings.limits, self.queue.add)
+        self._events = EventRecorder(kube, settings.event_interval_seconds)
+        self._bound = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._bound.is_set()
+
+    # ------------------------------------------------------------------ from the watches
+
+    def bind(self, tasks: TaskIndex, jobs: JobIndex) -> None:
+        """Called from every handler; the first call (caches filled) seeds the admission
+        queue with every task that already has a live Job, then lets the workers start."""
+        if self.store.bound:
+            return
+        self.store.bind(tasks, jobs)
+        for uid in self.store.task_uids():
+            task = self.store.task(uid)
+            live = any(not j.finished and not j.deleting for j in self.store.jobs(uid))
+            if task is not None and live and not task.finished:
+                self.admission.hold(_slot(task))
+        self._bound.set()
+
+    def task_changed(self, uid: str, resource_version: str) -> None:
+        self.store.observed(uid, resource_version)
+        self.queue.add(uid)
+
+    def task_deleted(self, uid: str) -> None:
+        self.store.forget(uid)
+        self.queue.add(uid)
+
+    # ------------------------------------------------------------------ workers
+
+    async def run(self) -> None:
+        """The workers and the queue-position refresher, until cancelled."""
+        await self._bound.wait()
+        workers = [
+            asyncio.create_task(self.queue.run_worker(self.reconcile), name=f"reconcile-{i}")
+            for i in range(self._settings.workers)
+        ]
+        try:
+            while True:
+                await asyncio.sleep(self._settings.queue_position_refresh_seconds)
+                for uid in self.admission.stale_positions():
+                    self.queue.add(uid)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def reconcile(self, uid: str) -> None:
+        task = self.store.task(uid)
+        if task is None or task.deleting:
+            self.admission.release(uid)
+            self.queue.forget(uid)
+            self._events.forget(uid)
+            return
+        with metrics.reconcile_timer():
+            try:
+                await self._reconcile(task)
+            except Exception:
+                logger.exception("reconcile failed; retrying", extra=_ref(task))
+                raise
+
+    async def _reconcile(self, task: TaskView) -> None:
+        observed = await self._observe(task)
+        decision = decide(observed)
+        if decision.wants_slot:
+            admitted, position = self.admission.request(_candidate(task))
+            problem = await self._secret_problem(task) if admitted else None
+            observed = replace(
+                observed, admitted=admitted, queue_position=position, secret_problem=problem
+            )
+            decision = decide(observed)
+        if decision.holds_slot:
+            self.admission.hold(_slot(task))
+        elif not decision.wants_slot:
+            self.admission.release(task.uid)
+
+        for action in decision.actions:
+            match action:
+                case Launch(attempt=attempt):
+                    await self._launch(task, attempt)
+                case DeleteJob(name=name):
+                    await self._kube.delete_job(task.namespace, name)
+                case DeleteTask():
+                    await self._kube.delete_task(task.namespace, task.name, task.uid)
+                    logger.info("deleted: ttlSecondsAfterFinished ran out", extra=_ref(task))
+        await self._write_status(task, decision.status)
+        for action in decision.actions:
+            if isinstance(action, Notify):
+                await self._events.record(
+                    task,
+                    action.reason,
+                    action.message,
+                    warning=action.warning,
+                    time_text=rfc3339(observed.now),
+                )
+        if decision.requeue_at is not None:
+            delay = (decision.requeue_at - observed.now).total_seconds()
+            self.queue.add_after(task.uid, delay + 0.05)
+
+    async def _observe(self, task: TaskView) -> Observed:
+        """The task, the Job of its current attempt and, once that ended, how it ended."""
+        now = self._clock()
+        jobs = self.store.jobs(task.uid)
+        status = task.status
+        current = max([status.attempt, *(job.attempt for job in jobs)])
+        job = next((j for j in jobs if j.attempt == current), None)
+        record = status.attempts[-1] if status.attempts else None
+        open_attempt = (
+            record is not None and record.attempt == current and record.completion_time is None
+        )
+        if task.finished or not open_attempt or current == 0:
+            return Observed(task=task, now=now, job=job)
+        outcome: AttemptOutcome | None = None
+        if job is None:
+            # Not in the watch cache: just created (the watch lags) or deleted by someone.
+            name = job_name(task.name, task.uid, current)
+            raw = await self._kube.read_job(task.namespace, name)
+            if raw is None:
+                outcome = runner_lost(f"the runner Job {name} was deleted")
+            else:
+                job = JobView.from_body(raw)
+        if job is not None and job.finished:
+            outcome = attempt_outcome(job, await self._kube.job_pods(task.namespace, job.name))
+        return Observed(task=task, now=now, job=job, outcome=outcome)
+
+    async def _secret_problem(self, task: TaskView) -> str | None:
+        reference = (task.spec.get("model") or {}).get("apiKeySecretRef")
+        if not reference:
+            return None
+        return await self._kube.secret_problem(
+            task.namespace, str(reference.get("name")), str(reference.get("key"))
+        )
+
+    async def _launch(self, task: TaskView, attempt: int) -> None:
+        body = task.as_object()
+        AgentTaskSpec.model_validate(body["spec"])  # decide() checked it; fail loudly if not
+        await self._kube.ensure_secret(build_task_secret(body, secrets.token_urlsafe(32)))
+        job = build_runner_job(body, attempt, self._settings.runner)
+        await self._kube.ensure_job(job)
+        metrics.LAUNCHED.labels(task.namespace).inc()
+        logger.info(
+            "launched attempt %d as Job %s", attempt, job["metadata"]["name"], extra=_ref(task)
+        )
+
+    async def _write_status(self, task: TaskView, desired: AgentTaskStatus) -> None:
+        patch = status_patch(task.raw_status, desired)
+        if not patch:
+            return
+        patched = await self._kube.patch_task_status(task.namespace, task.name, patch)
+        if patched is None:
+            return
+        self.store.wrote(TaskView.from_body(patched))
+        if desired.phase in TERMINAL_PHASES and task.status.phase != desired.phase:
+            succeeded = next((c for c in desired.conditions if c.type == "Succeeded"), None)
+            reason = succeeded.reason if succeeded else ""
+            metrics.FINISHED.labels(desired.phase.value, reason).inc()
+            logger.info("finished: %s (%s)", desired.phase.value, reason, extra=_ref(task))

@@ -1,0 +1,50 @@
+"""The operator's own configuration (what a platform team sets, never what a task asks for).
+
+Every setting has a command-line option of `opspawn operator` and an environment variable
+(`OPSPAWN_OPERATOR_<NAME>`), so the Helm chart can set them either way; the options win.
+`docs/operator.md` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from opspawn.operator.runner_job import RunnerSettings
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimits:
+    """How many tasks may hold a runner Job at once. None means unlimited.
+
+    A task is admitted only when every cap that applies to it has room: the global cap, its
+    namespace's cap (`per_namespace_overrides` first, then `per_namespace`) and its model's cap
+    (tasks count per `<provider>/<model name>`).
+    """
+
+    total: int | None = None
+    per_namespace: int | None = None
+    per_model: int | None = None
+    per_namespace_overrides: Mapping[str, int] = field(default_factory=dict)
+
+    def namespace_cap(self, namespace: str) -> int | None:
+        return self.per_namespace_overrides.get(namespace, self.per_namespace)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything `opspawn operator` is configured with."""
+
+    runner: RunnerSettings
+    limits: ConcurrencyLimits = field(default_factory=ConcurrencyLimits)
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to serve; empty means the whole cluster."""
+    workers: int = 8
+    """Reconciles that run at once (each task is reconciled by one worker at a time)."""
+    queue_position_refresh_seconds: float = 2.0
+    """Queued tasks' `status.queuePosition` is rewritten at most this often."""
+    event_interval_seconds: float = 10.0
+    """At most one Kubernetes Event per task and reason within this interval."""
+    health_address: str = "0.0.0.0"  # noqa: S104 (probes and scrapes come from outside the Pod)
+    health_port: int = 8080
+    """`/metrics`, `/healthz` and `/readyz` are served here; 0 turns the server off."""

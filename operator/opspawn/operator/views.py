@@ -1,0 +1,154 @@
+"""What the operator remembers of AgentTasks and runner Jobs between watch events.
+
+The kopf indexes (see `handlers`) hold these views, not whole objects: a task keeps what its
+reconcile needs (spec and status, without managedFields or annotations), a Job only the few
+fields its lifecycle depends on. That keeps memory flat with thousands of tasks present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from opspawn.api.agenttask import AgentTaskStatus
+from opspawn.api.conditions import is_finished
+from opspawn.operator.runner_job import ATTEMPT_LABEL, TASK_UID_LABEL, KubeObject
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """An AgentTask as last seen (or as last written by the operator)."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    creation_timestamp: str
+    deleting: bool
+    spec: Mapping[str, Any]
+    raw_status: Mapping[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TaskView:
+        meta = body["metadata"]
+        return cls(
+            namespace=str(meta["namespace"]),
+            name=str(meta["name"]),
+            uid=str(meta["uid"]),
+            generation=int(meta.get("generation") or 0),
+            resource_version=str(meta.get("resourceVersion", "")),
+            creation_timestamp=str(meta.get("creationTimestamp", "")),
+            deleting=meta.get("deletionTimestamp") is not None,
+            spec=_plain(body.get("spec") or {}),
+            raw_status=_plain(body.get("status") or {}),
+        )
+
+    @cached_property
+    def status(self) -> AgentTaskStatus:
+        """The status as a model; a status the operator cannot read counts as empty."""
+        try:
+            return AgentTaskStatus.model_validate(self.raw_status)
+        except ValueError:
+            return AgentTaskStatus()
+
+    @property
+    def finished(self) -> bool:
+        return is_finished(self.status.conditions)
+
+    @property
+    def priority(self) -> int:
+        return int(self.spec.get("priority") or 0)
+
+    @property
+    def suspended(self) -> bool:
+        return bool(self.spec.get("suspend"))
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self.spec.get("cancel"))
+
+    @property
+    def model_key(self) -> str:
+        """`<provider>/<model name>`: what the per-model concurrency cap counts by."""
+        model = self.spec.get("model") or {}
+        return f"{model.get('provider', '')}/{model.get('name', '')}"
+
+    @property
+    def reference(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def as_object(self) -> KubeObject:
+        """The task as the Job builder wants it (metadata, spec)."""
+        return {
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
+            "spec": dict(self.spec),
+        }
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A runner Job: which task and attempt it belongs to, and where it stands."""
+
+    namespace: str
+    name: str
+    uid: str
+    task_uid: str
+    attempt: int
+    creation_timestamp: str
+    active: int
+    ready: int
+    suspended: bool
+    deleting: bool
+    complete: bool
+    failed: bool
+    failure_reason: str
+    failure_message: str
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> JobView:
+        meta = body["metadata"]
+        labels = meta.get("labels") or {}
+        status = body.get("status") or {}
+        conditions = {
+            c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"
+        }
+        failed = conditions.get("Failed") or {}
+        return cls(
+            namespace=str(meta["namespace"]),
+            name=str(meta["name"]),
+            uid=str(meta.get("uid", "")),
+            task_uid=str(labels.get(TASK_UID_LABEL, "")),
+            attempt=_int(labels.get(ATTEMPT_LABEL)),
+            creation_timestamp=str(meta.get("creationTimestamp", "")),
+            active=int(status.get("active") or 0),
+            ready=int(status.get("ready") or 0),
+            suspended=bool((body.get("spec") or {}).get("suspend")),
+            deleting=meta.get("deletionTimestamp") is not None,
+            complete="Complete" in conditions,
+            failed=bool(failed),
+            failure_reason=str(failed.get("reason") or ""),
+            failure_message=str(failed.get("message") or ""),
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain dicts and lists (kopf hands out read-only views)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
