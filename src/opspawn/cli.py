@@ -63,15 +63,20 @@ def crds_print() -> None:
 @crds.command("generate")
 @click.option(
     "--output-dir",
+    "output_dirs",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("crds"),
+    multiple=True,
+    default=[Path("crds")],
     show_default=True,
+    help="Where to write the CRD file (repeatable).",
 )
-def crds_generate(output_dir: Path) -> None:
-    """Regenerate the CRD file in OUTPUT_DIR (what `make manifests` runs)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / CRD_FILE).write_text(render_yaml(agenttask_crd()))
-    click.echo(f"wrote {output_dir / CRD_FILE}")
+def crds_generate(output_dirs: tuple[Path, ...]) -> None:
+    """Regenerate the CRD file in each OUTPUT_DIR (what `make manifests` runs)."""
+    text = render_yaml(agenttask_crd())
+    for output_dir in output_dirs:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / CRD_FILE).write_text(text)
+        click.echo(f"wrote {output_dir / CRD_FILE}")
 
 
 # --------------------------------------------------------------------------- dev
