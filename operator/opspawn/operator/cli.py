@@ -16,16 +16,20 @@ from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
 
 
-def _namespace_limits(values: tuple[str, ...]) -> dict[str, int]:
-    limits: dict[str, int] = {}
+def _pairs(values: tuple[str, ...], option: str, shape: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
     for value in values:
-        namespace, separator, number = value.partition("=")
-        if not separator or not namespace or not number.isdigit():
-            raise click.BadParameter(
-                f"{value!r} is not NAMESPACE=N", param_hint="--max-running-in-namespace"
-            )
-        limits[namespace] = int(number)
-    return limits
+        key, separator, rest = value.partition("=")
+        if not separator or not key or not rest:
+            raise click.BadParameter(f"{value!r} is not {shape}", param_hint=option)
+        pairs[key] = rest
+    return pairs
+
+
+def _count(text: str, option: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise click.BadParameter(f"{text!r} is not a positive whole number", param_hint=option)
+    return int(text)
 
 
 @click.command("operator", context_settings={"auto_envvar_prefix": "OPSPAWN_OPERATOR"})
@@ -55,8 +59,11 @@ def _namespace_limits(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--nats-url", required=True, help="NATS URL(s) the runners publish events to.")
 @click.option(
     "--model-base-url",
-    default=None,
-    help="Send every model call here (dev and test stacks: the mock model).",
+    "model_base_urls",
+    multiple=True,
+    metavar="PROVIDER=URL",
+    help="Send one provider's model calls here instead (repeatable; the dev and test stacks "
+    "point them at the mock model).",
 )
 @click.option(
     "--max-running",
@@ -127,7 +134,7 @@ def operator(  # click passes every option by keyword
     runner_image: str,
     runner_command: str,
     nats_url: str,
-    model_base_url: str | None,
+    model_base_urls: tuple[str, ...],
     max_running: int | None,
     max_running_per_namespace: int | None,
     namespace_limits: tuple[str, ...],
@@ -149,12 +156,15 @@ def operator(  # click passes every option by keyword
         verbose=log_level == "DEBUG",
     )
     logging.getLogger().setLevel(log_level)
+    if log_level != "DEBUG":
+        # kopf reports every event handler call at INFO; the reconcile logs what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = OperatorSettings(
         runner=RunnerSettings(
             image=runner_image,
             nats_url=nats_url,
             command=tuple(shlex.split(runner_command)),
-            model_base_url=model_base_url,
+            model_base_urls=_pairs(model_base_urls, "--model-base-url", "PROVIDER=URL"),
             termination_grace_seconds=termination_grace_seconds,
             deadline_grace_seconds=deadline_grace_seconds,
         ),
@@ -162,7 +172,12 @@ def operator(  # click passes every option by keyword
             total=max_running,
             per_namespace=max_running_per_namespace,
             per_model=max_running_per_model,
-            per_namespace_overrides=_namespace_limits(namespace_limits),
+            per_namespace_overrides={
+                namespace: _count(limit, "--max-running-in-namespace")
+                for namespace, limit in _pairs(
+                    namespace_limits, "--max-running-in-namespace", "NAMESPACE=N"
+                ).items()
+            },
         ),
         namespaces=namespaces,
         workers=workers,

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -39,12 +40,33 @@ async def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same configuration the reconcile's client uses, so both
+    always talk to the same cluster as the same identity (refreshing a rotated token)."""
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)
+    token = str(configuration.api_key.get("authorization", "")).removeprefix("Bearer ").strip()
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
 class KubeClient:
     def __init__(self, api: client.ApiClient) -> None:
         self._api = api
         self._core = client.CoreV1Api(api)
         self._batch = client.BatchV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+
+    @property
+    def configuration(self) -> client.Configuration:
+        return self._api.configuration
 
     def _plain(self, obj: Any) -> KubeObject:
         plain: KubeObject = self._api.sanitize_for_serialization(obj)
@@ -123,6 +145,22 @@ class KubeClient:
         return None
 
     # ------------------------------------------------------------------ AgentTasks
+
+    async def any_task(self, namespaces: tuple[str, ...]) -> bool:
+        """Whether any AgentTask exists in `namespaces` (empty: the whole cluster)."""
+        for namespace in namespaces or (None,):
+            with metrics.api_call("list", "agenttasks"):
+                if namespace is None:
+                    found = await self._custom.list_cluster_custom_object(
+                        GROUP, VERSION, PLURAL, limit=1
+                    )
+                else:
+                    found = await self._custom.list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, PLURAL, limit=1
+                    )
+            if found.get("items"):
+                return True
+        return False
 
     async def patch_task_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

@@ -4,8 +4,6 @@ event loop, until SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 
 import kopf
 
@@ -15,14 +13,11 @@ from opspawn.operator.metrics import HealthServer
 from opspawn.operator.reconciler import Reconciler
 from opspawn.operator.settings import OperatorSettings
 
-logger = logging.getLogger(__name__)
-
 
 async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None) -> None:
-    if kubeconfig is not None:
-        os.environ["KUBECONFIG"] = kubeconfig  # for kopf's login through the kubernetes client
     api = await load_api_client(kubeconfig)
-    reconciler = Reconciler(settings, KubeClient(api))
+    kube = KubeClient(api)
+    reconciler = Reconciler(settings, kube)
     health = HealthServer(
         settings.health_address, settings.health_port, ready=lambda: reconciler.ready
     )
@@ -30,7 +25,7 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
         await health.start()
     operator = asyncio.create_task(
         kopf.operator(
-            registry=build_registry(reconciler),
+            registry=build_registry(reconciler, api.configuration),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=True,
@@ -39,6 +34,8 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
     )
     workers = asyncio.create_task(reconciler.run(), name="reconciler")
     try:
+        if not await kube.any_task(settings.namespaces):
+            reconciler.nothing_to_index()
         done, _ = await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()

@@ -95,10 +95,16 @@ class Reconciler:
         self.admission = AdmissionQueue(settings.limits, self.queue.add)
         self._events = EventRecorder(kube, settings.event_interval_seconds)
         self._bound = asyncio.Event()
+        self._nothing_to_index = False
 
     @property
     def ready(self) -> bool:
-        return self._bound.is_set()
+        """The watch caches are filled (or there was nothing to fill them with)."""
+        return self._bound.is_set() or self._nothing_to_index
+
+    def nothing_to_index(self) -> None:
+        """No AgentTask existed at start: ready without waiting for a first watch event."""
+        self._nothing_to_index = True
 
     # ------------------------------------------------------------------ from the watches
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opspawn.api.agenttask import API_VERSION, KIND, AgentTaskSpec
@@ -42,8 +42,8 @@ class RunnerSettings:
     image: str
     nats_url: str
     command: tuple[str, ...] = ("opspawn", "runner")
-    model_base_url: str | None = None
-    """Send every model call here instead of the provider (dev stack: the mock model)."""
+    model_base_urls: Mapping[str, str] = field(default_factory=dict)
+    """Provider → endpoint that replaces the provider's own (dev stack: the mock model)."""
     termination_grace_seconds: int = 30
     deadline_grace_seconds: int = 30
     """The Job's activeDeadlineSeconds is the task's timeout plus this: the runner stops itself
@@ -145,8 +145,9 @@ def _environment(
     reference = spec.model.api_key_secret_ref
     if reference is not None:
         environment.append(_secret_env("OPSPAWN_MODEL_API_KEY", reference.name, reference.key))
-    if settings.model_base_url is not None:
-        environment.append(_literal_env("OPSPAWN_MODEL_BASE_URL", settings.model_base_url))
+    base_url = settings.model_base_urls.get(spec.model.provider.value)
+    if base_url is not None:
+        environment.append(_literal_env("OPSPAWN_MODEL_BASE_URL", base_url))
     for variable in spec.runner.env if spec.runner and spec.runner.env else []:
         environment.append(_literal_env(variable.name, variable.value))
     return environment

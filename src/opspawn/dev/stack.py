@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 
@@ -105,7 +106,7 @@ class DevStack:
         return environment
 
     def _start_kubelet(self, control_plane: ControlPlane) -> None:
-        grant_kubelet_role(self.kubeconfig)
+        grant_cluster_role(self.kubeconfig, KUBELET_USER, KUBELET_USER, KUBELET_RULES)
         kubeconfig = control_plane.kubeconfig_for("process-kubelet", KUBELET_USER)
         self.kubelet = ManagedProcess(
             name="process-kubelet",
@@ -237,26 +238,33 @@ def stop_recorded(workdir: Path) -> list[str]:
     return [process.name for process in reversed(state.processes)]
 
 
-def grant_kubelet_role(kubeconfig: Path) -> None:
-    """Create the process kubelet's ClusterRole and bind it to its client-certificate user."""
+def grant_cluster_role(kubeconfig: Path, name: str, user: str, rules: list[dict[str, Any]]) -> None:
+    """Create (or update) ClusterRole `name` with `rules` and bind it to client-certificate
+    user `user`."""
     api = config.new_client_from_config(config_file=str(kubeconfig))
     try:
         rbac = client.RbacAuthorizationV1Api(api)
-        name = "opspawn:process-kubelet"
-        rbac.create_cluster_role({"metadata": {"name": name}, "rules": KUBELET_RULES})
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": name},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": name,
-                },
-                "subjects": [
-                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_USER}
-                ],
-            }
-        )
+        role = {"metadata": {"name": name}, "rules": rules}
+        binding = {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }
+        try:
+            rbac.create_cluster_role(role)
+        except client.exceptions.ApiException as error:
+            if error.status != 409:
+                raise
+            rbac.replace_cluster_role(name, role)
+        try:
+            rbac.create_cluster_role_binding(binding)
+        except client.exceptions.ApiException as error:
+            if error.status != 409:
+                raise
     finally:
         api.close()
 
