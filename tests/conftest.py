@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    dev_stack = DevStack(tmp_path_factory.mktemp("stack"))
+    dev_stack = DevStack(tmp_path_factory.mktemp("stack"), audit_log=True)
     dev_stack.start()
     try:
         yield dev_stack

@@ -268,7 +268,8 @@ def _attempt_ended(draft: _Draft, spec: AgentTaskSpec, outcome: AttemptOutcome) 
     """Record how the attempt ended; True when another attempt follows."""
     attempt = draft.status.attempt
     draft.close_attempt(outcome.reason, outcome.exit_code)
-    if draft.status.result is None and outcome.result is not None:
+    if outcome.result is not None and (outcome.succeeded or outcome.result.size_bytes > 0):
+        # The termination message's preview: the final answer, or a failed attempt's partial one.
         draft.status.result = outcome.result
     if outcome.succeeded:
         draft.finish(Phase.SUCCEEDED, "Completed", f"attempt {attempt} completed")

@@ -117,7 +117,9 @@ class Tasks:
         return condition if condition and condition["status"] != "Unknown" else None
 
     def jobs(self, name: str | None = None) -> list[Any]:
-        selector = f"opspawn.io/task-name={name}" if name else "app.kubernetes.io/managed-by=opspawn"
+        selector = (
+            f"opspawn.io/task-name={name}" if name else "app.kubernetes.io/managed-by=opspawn"
+        )
         return list(self.batch.list_namespaced_job(self.namespace, label_selector=selector).items)
 
     def pods(self) -> list[Any]:

@@ -4,6 +4,7 @@
     FAKE_SLEEP  seconds to sleep first (default 0); SIGTERM ends the sleep with exit 143
     FAKE_ONCE   with FAKE_EXIT: exit so only on attempt 1, then succeed
 
+With the env variable FAKE_LOG set, it appends `start|end <task name> <time ns>` lines there.
 It leaves a termination message like the runner's: the result is the goal exactly as received,
 and `keyLength` says whether the API key arrived (never the key itself).
 """
@@ -15,12 +16,24 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from opspawn.api.events import RunnerExitCode, TerminationMessage
 
 spec = json.loads(os.environ["OPSPAWN_TASK_SPEC"])
 inputs = spec.get("inputs") or {}
 attempt = int(os.environ.get("OPSPAWN_ATTEMPT", "1"))
+log_path = os.environ.get("FAKE_LOG")
+task_name = os.environ["OPSPAWN_TASK_NAME"]
+
+
+def log(what: str) -> None:
+    if log_path:
+        with open(log_path, "a") as handle:
+            handle.write(f"{what} {task_name} {time.time_ns()}\n")
+
+
+log("start")
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
@@ -41,4 +54,5 @@ message = TerminationMessage.build(
 )
 with open(os.environ["OPSPAWN_TERMINATION_MESSAGE_PATH"], "wb") as handle:
     handle.write(message.to_bytes())
+log("end")
 sys.exit(exit_code)

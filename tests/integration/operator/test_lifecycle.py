@@ -3,6 +3,8 @@ kubelet, and `opspawn operator` as a process of its own under its RBAC identity.
 
 from __future__ import annotations
 
+from kubernetes import client
+
 from tests.conftest import Kubectl
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, Tasks, agenttask
@@ -38,3 +40,175 @@ def test_task_runs_to_succeeded_and_kubectl_wait_sees_it(
     assert "Launched" in described.stdout and "Completed" in described.stdout
     listed = kubectl("get", "agenttasks", namespace=namespace)
     assert "Succeeded" in listed.stdout
+
+
+def test_transient_failures_are_retried_then_backoff_limit_exceeded(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator()
+    tasks.create(agenttask("flaky", inputs={"FAKE_EXIT": "75"}))
+
+    finished = wait_for(lambda: tasks.finished("flaky"), 60, "the task to finish")
+
+    assert finished["status"] == "False"
+    assert finished["reason"] == "BackoffLimitExceeded"
+    assert "retry limit 2 reached" in finished["message"]
+    status = tasks.status("flaky")
+    assert status["phase"] == "Failed"
+    assert status["attempt"] == 3 and status["retries"] == 2
+    assert [a["reason"] for a in status["attempts"]] == ["FakeFailure"] * 3
+    assert [a["exitCode"] for a in status["attempts"]] == [75] * 3
+    assert len(tasks.jobs("flaky")) == 3  # one Job per attempt
+
+
+def test_a_retried_attempt_can_succeed(start_test_operator: StartOperator, tasks: Tasks) -> None:
+    start_test_operator()
+    tasks.create(agenttask("once", inputs={"FAKE_EXIT": "143", "FAKE_ONCE": "yes"}))
+
+    finished = wait_for(lambda: tasks.finished("once"), 60, "the task to finish")
+
+    assert finished["reason"] == "Completed"
+    status = tasks.status("once")
+    assert status["attempt"] == 2 and status["retries"] == 1
+    assert '"attempt": 2' in status["result"]["preview"]
+
+
+def test_a_failure_the_runner_calls_final_is_not_retried(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator()
+    tasks.create(agenttask("gives-up", inputs={"FAKE_EXIT": "1"}))
+
+    finished = wait_for(lambda: tasks.finished("gives-up"), 60, "the task to finish")
+
+    assert (finished["status"], finished["reason"]) == ("False", "FakeFailure")
+    assert "exit 1 as asked" in finished["message"]
+    assert tasks.status("gives-up")["attempt"] == 1
+
+
+def test_timeout_ends_as_timed_out(start_test_operator: StartOperator, tasks: Tasks) -> None:
+    start_test_operator()
+    tasks.create(agenttask("slow", inputs={"FAKE_SLEEP": "300"}, limits={"timeoutSeconds": 10}))
+
+    finished = wait_for(lambda: tasks.finished("slow"), 60, "the task to time out")
+
+    assert (finished["status"], finished["reason"]) == ("False", "TimedOut")
+    status = tasks.status("slow")
+    assert status["phase"] == "TimedOut" and status["attempt"] == 1
+    wait_for(lambda: not tasks.running_pods(), 30, "the runner Pod to be gone")
+
+
+def test_cancel_while_running_and_while_queued_leaves_no_pod(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator("--max-running", "1")
+    tasks.create(agenttask("running", inputs={"FAKE_SLEEP": "300"}))
+    wait_for(lambda: tasks.status("running").get("phase") == "Running", 30, "running")
+    tasks.create(agenttask("queued", inputs={"FAKE_SLEEP": "300"}))
+    wait_for(lambda: tasks.status("queued").get("phase") == "Queued", 30, "queued")
+    assert tasks.status("queued")["queuePosition"] == 0
+
+    tasks.patch_spec("queued", {"cancel": True})
+    tasks.patch_spec("running", {"cancel": True})
+
+    for name in ("queued", "running"):
+        finished = wait_for(lambda name=name: tasks.finished(name), 30, f"{name} cancelled")
+        assert (finished["status"], finished["reason"]) == ("False", "Cancelled")
+        assert tasks.status(name)["phase"] == "Cancelled"
+    assert tasks.jobs("queued") == []
+    wait_for(lambda: not tasks.jobs("running"), 30, "the cancelled Job to be deleted")
+    wait_for(lambda: not tasks.pods(), 30, "every runner Pod to be gone")
+
+
+def test_suspend_stops_the_attempt_and_resume_starts_a_new_one(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator()
+    tasks.create(agenttask("pausable", inputs={"FAKE_SLEEP": "4"}))
+    wait_for(lambda: tasks.status("pausable").get("phase") == "Running", 30, "running")
+
+    tasks.patch_spec("pausable", {"suspend": True})
+    wait_for(
+        lambda: tasks.condition("pausable", "Running")["reason"] == "Suspended", 30, "suspended"
+    )
+    wait_for(lambda: not tasks.running_pods(), 30, "the runner Pod to stop")
+    status = tasks.status("pausable")
+    assert status["phase"] == "Pending"
+    assert status["attempts"][0]["reason"] == "Suspended"
+
+    tasks.patch_spec("pausable", {"suspend": False})
+    finished = wait_for(lambda: tasks.finished("pausable"), 60, "the resumed task to finish")
+
+    assert finished["reason"] == "Completed"
+    status = tasks.status("pausable")
+    assert status["attempt"] == 2 and status["retries"] == 0
+
+
+def test_a_task_created_suspended_does_not_start_until_resumed(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator()
+    tasks.create(agenttask("later", suspend=True))
+    wait_for(lambda: tasks.condition("later", "Queued"), 30, "the task to be seen")
+    assert tasks.status("later")["phase"] == "Pending"
+    assert tasks.jobs("later") == []
+
+    tasks.patch_spec("later", {"suspend": False})
+
+    assert wait_for(lambda: tasks.finished("later"), 60, "finish")["reason"] == "Completed"
+    assert tasks.status("later")["attempt"] == 1
+
+
+def test_ttl_after_finished_deletes_the_task_and_its_children(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator()
+    tasks.create(agenttask("short-lived", ttlSecondsAfterFinished=2))
+    wait_for(lambda: tasks.jobs("short-lived"), 30, "the Job")
+
+    def gone() -> bool:
+        try:
+            tasks.get("short-lived")
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(gone, 60, "the task to be deleted after its TTL")
+    wait_for(lambda: not tasks.jobs("short-lived"), 60, "its Job to be garbage-collected")
+    secrets = tasks.core.list_namespaced_secret(
+        tasks.namespace, label_selector="opspawn.io/task-name=short-lived"
+    ).items
+    wait_for(
+        lambda: (
+            not tasks.core.list_namespaced_secret(
+                tasks.namespace, label_selector="opspawn.io/task-name=short-lived"
+            ).items
+        ),
+        60,
+        f"its Secret to be garbage-collected (had {len(secrets)})",
+    )
+
+
+def test_missing_api_key_secret_fails_with_secret_not_found_and_no_pod(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator()
+    tasks.create(
+        agenttask(
+            "no-key",
+            model={
+                "provider": "openai",
+                "name": "gpt-4.1-mini",
+                "apiKeySecretRef": {"name": "does-not-exist", "key": "api-key"},
+            },
+        )
+    )
+
+    finished = wait_for(lambda: tasks.finished("no-key"), 30, "the task to fail")
+
+    assert (finished["status"], finished["reason"]) == ("False", "SecretNotFound")
+    assert "does-not-exist" in finished["message"]
+    assert "apiKeySecretRef" in finished["message"]
+    accepted = tasks.condition("no-key", "Accepted")
+    assert accepted is not None and accepted["reason"] == "SecretNotFound"
+    assert tasks.jobs("no-key") == [] and tasks.pods() == []
