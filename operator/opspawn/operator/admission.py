@@ -105,6 +105,13 @@ class AdmissionQueue:
     def holding(self) -> int:
         return len(self._holding)
 
+    def seed(self, holding: Iterable[Slot], waiting: Iterable[Candidate]) -> None:
+        """Start from what the watch caches show (after a restart: who runs, who waits), so
+        that the first task to be reconciled does not take a slot a higher priority deserves."""
+        self._holding.update((slot.uid, slot) for slot in holding)
+        self._waiting.update((candidate.slot.uid, candidate) for candidate in waiting)
+        self._replan()
+
     def request(self, candidate: Candidate) -> tuple[bool, int | None]:
         """(admitted, queue position): admitted tasks hold a slot from now on."""
         uid = candidate.slot.uid

@@ -110,15 +110,22 @@ class Reconciler:
 
     def bind(self, tasks: TaskIndex, jobs: JobIndex) -> None:
         """Called from every handler; the first call (caches filled) seeds the admission
-        queue with every task that already has a live Job, then lets the workers start."""
+        queue with the tasks that have a live Job and those that wait, then lets the workers
+        start."""
         if self.store.bound:
             return
         self.store.bind(tasks, jobs)
+        holding: list[Slot] = []
+        waiting: list[Candidate] = []
         for uid in self.store.task_uids():
             task = self.store.task(uid)
-            live = any(not j.finished and not j.deleting for j in self.store.jobs(uid))
-            if task is not None and live and not task.finished:
-                self.admission.hold(_slot(task))
+            if task is None or task.finished:
+                continue
+            if any(not j.finished and not j.deleting for j in self.store.jobs(uid)):
+                holding.append(_slot(task))
+            elif not task.suspended and not task.cancelled:
+                waiting.append(_candidate(task))
+        self.admission.seed(holding, waiting)
         self._bound.set()
 
     def task_changed(self, uid: str, resource_version: str) -> None:
