@@ -75,9 +75,18 @@ def _ref(task: TaskView) -> dict[str, Any]:
 
 def status_patch(current: Mapping[str, Any], desired: AgentTaskStatus) -> dict[str, Any]:
     """The top-level status fields that differ from `current` (the status as served), as a
-    JSON merge patch: every declared field is written explicitly, null removes one."""
-    after = desired.model_dump(mode="json", by_alias=True)
-    return {key: value for key, value in after.items() if current.get(key) != value}
+    JSON merge patch: every declared field is written explicitly, null removes one.
+
+    Unset (None) values are left out rather than written as null, because a merge patch
+    deletes null members, nested ones too, and the served status would never match."""
+    after = desired.model_dump(mode="json", by_alias=True, exclude_none=True)
+    patch: dict[str, Any] = {
+        key: value for key, value in after.items() if current.get(key) != value
+    }
+    for key in current:
+        if key not in after:
+            patch[key] = None
+    return patch
 
 
 class Reconciler:
