@@ -11,7 +11,9 @@ import pytest
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1
+) -> T:
     """Poll until `predicate()` returns something truthy; fail with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:

@@ -10,11 +10,10 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats.js.api import StorageType, StreamConfig
 
-from opspawn.api.events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, stream_subjects
 from opspawn.dev.nats import NatsServer
 from opspawn.fakes import FakeModelServer, Script
+from opspawn.operator.stream import StreamSettings, stream_config
 
 Serve = Callable[[dict[str, Any]], Awaitable[FakeModelServer]]
 
@@ -39,14 +38,7 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 async def event_stream(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
     """The event stream as the operator creates it; yields a client connected to its server."""
     nc = await nats.connect(nats_server.url)
-    await nc.jetstream().add_stream(
-        StreamConfig(
-            name=STREAM_NAME,
-            subjects=stream_subjects(),
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        )
-    )
+    await nc.jetstream().add_stream(stream_config(StreamSettings()))
     try:
         yield nc
     finally:

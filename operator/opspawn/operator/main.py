@@ -12,6 +12,7 @@ from opspawn.operator.kube import KubeClient, load_api_client
 from opspawn.operator.metrics import HealthServer
 from opspawn.operator.reconciler import Reconciler
 from opspawn.operator.settings import OperatorSettings
+from opspawn.operator.stream import keep_ensuring_stream
 
 
 async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None) -> None:
@@ -33,6 +34,9 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
         name="kopf",
     )
     workers = asyncio.create_task(reconciler.run(), name="reconciler")
+    stream = asyncio.create_task(
+        keep_ensuring_stream(settings.runner.nats_url, settings.stream), name="stream"
+    )
     try:
         if not await kube.any_task(settings.namespaces):
             reconciler.nothing_to_index()
@@ -40,8 +44,8 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
         for task in done:
             task.result()
     finally:
-        for task in (operator, workers):
+        for task in (operator, workers, stream):
             task.cancel()
-        await asyncio.gather(operator, workers, return_exceptions=True)
+        await asyncio.gather(operator, workers, stream, return_exceptions=True)
         await health.stop()
         await api.close()

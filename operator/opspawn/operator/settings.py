@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from opspawn.operator.runner_job import RunnerSettings
+from opspawn.operator.stream import StreamSettings
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class OperatorSettings:
 
     runner: RunnerSettings
     limits: ConcurrencyLimits = field(default_factory=ConcurrencyLimits)
+    stream: StreamSettings = field(default_factory=StreamSettings)
     namespaces: tuple[str, ...] = ()
     """Namespaces to serve; empty means the whole cluster."""
     workers: int = 8

@@ -3,6 +3,8 @@ kubelet, and `opspawn operator` as a process of its own under its RBAC identity.
 
 from __future__ import annotations
 
+from functools import partial
+
 from kubernetes import client
 
 from tests.conftest import Kubectl
@@ -112,7 +114,7 @@ def test_cancel_while_running_and_while_queued_leaves_no_pod(
     tasks.patch_spec("running", {"cancel": True})
 
     for name in ("queued", "running"):
-        finished = wait_for(lambda name=name: tasks.finished(name), 30, f"{name} cancelled")
+        finished = wait_for(partial(tasks.finished, name), 30, f"{name} cancelled")
         assert (finished["status"], finished["reason"]) == ("False", "Cancelled")
         assert tasks.status(name)["phase"] == "Cancelled"
     assert tasks.jobs("queued") == []
@@ -129,7 +131,9 @@ def test_suspend_stops_the_attempt_and_resume_starts_a_new_one(
 
     tasks.patch_spec("pausable", {"suspend": True})
     wait_for(
-        lambda: tasks.condition("pausable", "Running")["reason"] == "Suspended", 30, "suspended"
+        lambda: (tasks.condition("pausable", "Running") or {}).get("reason") == "Suspended",
+        30,
+        "suspended",
     )
     wait_for(lambda: not tasks.running_pods(), 30, "the runner Pod to stop")
     status = tasks.status("pausable")
@@ -170,7 +174,7 @@ def test_ttl_after_finished_deletes_the_task_and_its_children(
         try:
             tasks.get("short-lived")
         except client.ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
         return False
 
     wait_for(gone, 60, "the task to be deleted after its TTL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from functools import partial
 from pathlib import Path
 
 from tests.helpers import wait_for
@@ -42,7 +43,7 @@ def test_twenty_tasks_under_a_cap_of_three_run_three_at_most_in_priority_order(
     start_test_operator("--max-running", str(CAP))
 
     for index in range(20):
-        wait_for(lambda i=index: tasks.finished(f"task-{i:02d}"), 120, f"task-{index:02d}")
+        wait_for(partial(tasks.finished, f"task-{index:02d}"), 120, f"task-{index:02d}")
 
     runs = _runs(log)
     assert len(runs) == 20
@@ -80,7 +81,7 @@ def test_operator_killed_mid_run_and_restarted_makes_no_second_job(
     start_test_operator()
 
     for name in names:
-        finished = wait_for(lambda name=name: tasks.finished(name), 60, f"{name} to finish")
+        finished = wait_for(partial(tasks.finished, name), 60, f"{name} to finish")
         assert finished["reason"] == "Completed"
         assert tasks.status(name)["attempt"] == 1
         assert len(tasks.jobs(name)) == 1
