@@ -100,7 +100,10 @@ def dev() -> None:
 @dev.command("up")
 @dev_dir_option
 def dev_up(workdir: Path) -> None:
-    """Start the stack in the background (idempotent) and write DIR/env."""
+    """Start the stack in the background (idempotent) and write DIR/env.
+
+    Control plane, process kubelet, NATS, Postgres, the mock model and the operator, which
+    runs AgentTasks with the real runner against the mock model."""
     from opspawn.dev.stack import DevStack, read_state, stop_recorded
 
     workdir = workdir.absolute()
@@ -111,7 +114,7 @@ def dev_up(workdir: Path) -> None:
             return
         click.echo("a previous dev stack is partly running: stopping what is left of it", err=True)
         stop_recorded(workdir)
-    stack = DevStack(workdir)
+    stack = DevStack(workdir, with_operator=True)
     environment = stack.start()
     stack.write_state()
     click.echo(f"the dev stack is up (logs in {workdir}):")

@@ -10,6 +10,21 @@ from pathlib import Path
 
 from opspawn.dev.processes import pid_alive
 
+TASK = {
+    "apiVersion": "opspawn.io/v1alpha1",
+    "kind": "AgentTask",
+    "metadata": {"name": "dev-smoke", "namespace": "default"},
+    "spec": {
+        "goal": "What time is it?",
+        "model": {
+            "provider": "openai-compatible",
+            "name": "mock",
+            "baseURL": "http://models:8000/v1",
+        },
+        "tools": {"builtin": [{"name": "current_time"}]},
+    },
+}
+
 
 def _opspawn(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -35,6 +50,8 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
             "process-kubelet",
             "nats-server",
             "postgres",
+            "mock-model",
+            "operator",
         ]
         env_file = (workdir / "env").read_text()
         for variable in ("KUBECONFIG", "NATS_URL", "DATABASE_URL", "PATH"):
@@ -45,7 +62,7 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
         assert json.loads((workdir / "state.json").read_text()) == state
 
         status = _opspawn("dev", "status", "--dir", str(workdir))
-        assert status.returncode == 0 and status.stdout.count("running") == 6
+        assert status.returncode == 0 and status.stdout.count("running") == 8
 
         exports = _opspawn("dev", "env", "--dir", str(workdir)).stdout
         environment = dict(os.environ)
@@ -60,6 +77,34 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
             check=False,
         )
         assert nodes.stdout.strip() == "node/opspawn-process-kubelet"
+
+        # The operator runs an AgentTask with the real runner against the mock model.
+        applied = subprocess.run(
+            ["kubectl", "apply", "-f", "-"],
+            input=json.dumps(TASK),
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert applied.returncode == 0, applied.stderr
+        waited = subprocess.run(
+            [
+                "kubectl",
+                "wait",
+                "--for=condition=Succeeded",
+                "agenttask/dev-smoke",
+                "--timeout=120s",
+                "-o",
+                "jsonpath={.status.result.preview}",
+            ],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert waited.returncode == 0, waited.stderr
+        assert "The mock model finished the task" in waited.stdout
     finally:
         down = _opspawn("dev", "down", "--dir", str(workdir))
     assert down.returncode == 0, down.stderr

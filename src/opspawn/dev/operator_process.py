@@ -17,6 +17,7 @@ from pathlib import Path
 from opspawn.dev.controlplane import ControlPlane
 from opspawn.dev.ports import free_port
 from opspawn.dev.processes import ManagedProcess
+from opspawn.dev.rbac import grant_cluster_role
 from opspawn.operator.rbac import OPERATOR_RULES
 
 OPERATOR_USER = "opspawn:operator"
@@ -28,8 +29,6 @@ RUNNER_COMMAND = (sys.executable, "-m", "opspawn.runner")
 
 def operator_kubeconfig(control_plane: ControlPlane) -> Path:
     """A kubeconfig for the operator's identity, with its ClusterRole granted."""
-    from opspawn.dev.stack import grant_cluster_role
-
     grant_cluster_role(control_plane.kubeconfig, OPERATOR_USER, OPERATOR_USER, OPERATOR_RULES)
     return control_plane.kubeconfig_for("operator", OPERATOR_USER)
 

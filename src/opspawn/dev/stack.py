@@ -1,4 +1,5 @@
-"""The whole local stack: control plane + CRDs, process kubelet, NATS, Postgres.
+"""The whole local stack: control plane + CRDs, process kubelet, NATS, Postgres, and for
+`opspawn dev up` the mock model and the operator.
 
 `DevStack.start()` brings everything up under one work directory and writes `env` there
 (KUBECONFIG, NATS_URL, DATABASE_URL, and PATH with the matching kubectl); `stop()` stops
@@ -17,7 +18,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client, config
 
@@ -26,8 +26,16 @@ from opspawn.dev.binaries import control_plane_binaries
 from opspawn.dev.controlplane import ControlPlane
 from opspawn.dev.kubelet.kubelet import DEFAULT_NODE_NAME
 from opspawn.dev.nats import NatsServer
+from opspawn.dev.operator_process import (
+    RUNNER_COMMAND,
+    OperatorProcess,
+    operator_kubeconfig,
+    start_operator,
+)
+from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import Postgres
 from opspawn.dev.processes import ManagedProcess, pid_alive, stop_process_group
+from opspawn.dev.rbac import grant_cluster_role
 
 KUBELET_USER = "opspawn:process-kubelet"
 KUBELET_RULES = [
@@ -61,10 +69,16 @@ class DevStack:
     with_nats: bool = True
     with_postgres: bool = True
     audit_log: bool = False
+    with_operator: bool = False
+    """Also run the mock model and `opspawn operator` (with the real runner), as
+    `opspawn dev up` does; the tests start operators of their own instead."""
     control_plane: ControlPlane | None = None
     nats: NatsServer | None = None
     postgres: Postgres | None = None
     kubelet: ManagedProcess | None = None
+    mock_model: ManagedProcess | None = None
+    mock_model_url: str | None = None
+    operator: OperatorProcess | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -99,6 +113,8 @@ class DevStack:
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
             self.postgres.start()
+        if self.with_operator:
+            self._start_operator(self.control_plane)
         environment = self.environment()
         self.env_file.write_text(
             "".join(f"export {key}={shlex.quote(value)}\n" for key, value in environment.items())
@@ -142,6 +158,37 @@ class DevStack:
         finally:
             api.close()
 
+    def _start_operator(self, control_plane: ControlPlane) -> None:
+        if self.nats is None:
+            raise ValueError("the operator needs NATS: start the stack with with_nats=True")
+        port = free_port()
+        self.mock_model = ManagedProcess(
+            name="mock-model",
+            argv=[sys.executable, "-m", "opspawn.cli", "dev", "mock-model", "--port", str(port)],
+            log_path=self.workdir / "mock-model.log",
+        )
+        self.mock_model.start()
+        self.mock_model.wait_ready(lambda: is_listening(port), timeout=30)
+        self.mock_model_url = f"http://127.0.0.1:{port}"
+        base_urls = {
+            "openai": f"{self.mock_model_url}/v1",
+            "openai-compatible": f"{self.mock_model_url}/v1",
+            "anthropic": self.mock_model_url,
+            "google": self.mock_model_url,
+        }
+        self.operator = start_operator(
+            kubeconfig=operator_kubeconfig(control_plane),
+            nats_url=self.nats.url,
+            log_path=self.workdir / "operator.log",
+            args=[
+                "--runner-command",
+                shlex.join(RUNNER_COMMAND),
+                "--log-format",
+                "text",
+                *(f"--model-base-url={p}={url}" for p, url in base_urls.items()),
+            ],
+        )
+
     def environment(self) -> dict[str, str]:
         """What a shell (or a test) needs to talk to the stack."""
         kubectl_dir = str(control_plane_binaries()["kubectl"].parent)
@@ -153,6 +200,10 @@ class DevStack:
             environment["NATS_URL"] = self.nats.url
         if self.postgres is not None:
             environment["DATABASE_URL"] = self.postgres.url
+        if self.mock_model_url is not None:
+            environment["OPSPAWN_MOCK_MODEL_URL"] = self.mock_model_url
+        if self.operator is not None:
+            environment["OPSPAWN_OPERATOR_METRICS_URL"] = self.operator.metrics_url
         return environment
 
     def processes(self) -> list[ManagedProcess]:
@@ -163,9 +214,17 @@ class DevStack:
         for server in (self.nats, self.postgres):
             if server is not None and server.process is not None:
                 found.append(server.process)
+        if self.mock_model is not None:
+            found.append(self.mock_model)
+        if self.operator is not None:
+            found.append(self.operator.process)
         return found
 
     def stop(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+        if self.mock_model is not None:
+            self.mock_model.stop()
         if self.postgres is not None:
             self.postgres.stop()
         if self.nats is not None:
@@ -236,37 +295,6 @@ def stop_recorded(workdir: Path) -> list[str]:
         shutil.rmtree(path, ignore_errors=True)
     (workdir / STATE_FILE).unlink()
     return [process.name for process in reversed(state.processes)]
-
-
-def grant_cluster_role(kubeconfig: Path, name: str, user: str, rules: list[dict[str, Any]]) -> None:
-    """Create (or update) ClusterRole `name` with `rules` and bind it to client-certificate
-    user `user`."""
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    try:
-        rbac = client.RbacAuthorizationV1Api(api)
-        role = {"metadata": {"name": name}, "rules": rules}
-        binding = {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }
-        try:
-            rbac.create_cluster_role(role)
-        except client.exceptions.ApiException as error:
-            if error.status != 409:
-                raise
-            rbac.replace_cluster_role(name, role)
-        try:
-            rbac.create_cluster_role_binding(binding)
-        except client.exceptions.ApiException as error:
-            if error.status != 409:
-                raise
-    finally:
-        api.close()
 
 
 def install_crds(kubeconfig: Path, timeout: float = 30.0) -> None:
