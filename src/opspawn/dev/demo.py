@@ -1,9 +1,9 @@
-"""`make demo`: bring the local stack up and show what it does today.
+"""`make demo`: bring the local stack up and run an AgentTask from the examples to the end.
 
-It starts (or reuses) the dev stack, applies the example AgentTasks, shows that an invalid one
-is refused at `kubectl apply` with the field named, runs a Job on the process kubelet to
-completion, and says how to look further. The operator and runner (later issues) turn the
-applied AgentTasks into runner Jobs; until then they wait with no status.
+It starts (or reuses) the dev stack (control plane, process kubelet, NATS, Postgres, mock
+model, operator), creates the example's API-key Secret, shows that an invalid task is refused
+at `kubectl apply` with the field named, applies `manifests/examples/openai-tools.yaml`,
+follows it to completion and prints its final status and how to look further.
 """
 
 from __future__ import annotations
@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from opspawn.dev.stack import DevStack, read_state
 
 WORKDIR = Path(".opspawn/dev").absolute()
 EXAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "examples"
+EXAMPLE = EXAMPLES / "openai-tools.yaml"
+TASK_NAME = "release-notes-summary"
 NAMESPACE = "opspawn-demo"
+FOLLOW_SECONDS = 180
 
 INVALID_TASK = {
     "apiVersion": "opspawn.io/v1alpha1",
@@ -29,32 +32,6 @@ INVALID_TASK = {
         "goal": "Fetch a page.",
         "model": {"provider": "openai", "name": "gpt-4.1-mini"},
         "tools": {"builtin": [{"name": "http_fetch"}]},
-    },
-}
-
-SAMPLE_JOB = {
-    "apiVersion": "batch/v1",
-    "kind": "Job",
-    "metadata": {"name": "hello", "namespace": NAMESPACE},
-    "spec": {
-        "backoffLimit": 0,
-        "ttlSecondsAfterFinished": 300,
-        "template": {
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "main",
-                        "image": "opspawn/runner:dev",
-                        "command": [
-                            sys.executable,
-                            "-c",
-                            "print('hello from the process kubelet')",
-                        ],
-                    }
-                ],
-            }
-        },
     },
 }
 
@@ -75,60 +52,100 @@ def _kubectl(
         check=False,
     )
     if show:
-        print((result.stdout + result.stderr).rstrip())
+        print((result.stdout + result.stderr).rstrip(), flush=True)
     return result
 
 
+def _task(environment: dict[str, str]) -> dict[str, Any]:
+    got = _kubectl(
+        environment, "get", "agenttask", TASK_NAME, "-n", NAMESPACE, "-o", "json", show=False
+    )
+    return dict(json.loads(got.stdout)) if got.returncode == 0 else {}
+
+
+def _follow(environment: dict[str, str]) -> dict[str, Any]:
+    """Print each change of phase and condition until the task has finished."""
+    shown: set[tuple[str, str, str]] = set()
+    deadline = time.monotonic() + FOLLOW_SECONDS
+    while time.monotonic() < deadline:
+        status = _task(environment).get("status") or {}
+        for condition in status.get("conditions") or []:
+            key = (condition["type"], condition["status"], condition["reason"])
+            if key not in shown:
+                shown.add(key)
+                print(
+                    f"  {status.get('phase', ''):<10} {condition['type']}={condition['status']}"
+                    f" ({condition['reason']}): {condition.get('message', '')}",
+                    flush=True,
+                )
+            if condition["type"] == "Succeeded" and condition["status"] != "Unknown":
+                return dict(status)
+        time.sleep(0.5)
+    raise SystemExit(f"the task did not finish within {FOLLOW_SECONDS}s; see {WORKDIR}/*.log")
+
+
 def main() -> None:
-    _step("starting the local stack (control plane, process kubelet, NATS, Postgres)")
+    _step("starting the local stack (control plane, kubelet, NATS, Postgres, mock model, operator)")
     state = read_state(WORKDIR)
     if state is not None and state.all_alive:
         environment = state.environment
         print(f"already running (state in {WORKDIR})")
     else:
-        stack = DevStack(WORKDIR)
+        stack = DevStack(WORKDIR, with_operator=True)
         environment = stack.start()
         stack.write_state()
     environment = {**os.environ, **environment}
     _kubectl(environment, "get", "nodes")
 
-    _step(f"applying the example AgentTasks into namespace {NAMESPACE}")
+    _step(f"namespace {NAMESPACE} with the example's API-key Secret (the mock model takes any)")
     _kubectl(environment, "create", "namespace", NAMESPACE, show=False)
-    _kubectl(environment, "apply", "--namespace", NAMESPACE, "-f", str(EXAMPLES))
-    _kubectl(environment, "get", "agenttasks", "--namespace", NAMESPACE)
+    _kubectl(
+        environment,
+        "create",
+        "secret",
+        "generic",
+        "openai",
+        "--from-literal=api-key=mock-key",
+        "-n",
+        NAMESPACE,
+        show=False,
+    )
 
     _step("an invalid AgentTask is refused at apply time, naming the field")
     _kubectl(environment, "apply", "-f", "-", stdin=json.dumps(INVALID_TASK))
 
-    _step("a Job runs on the process kubelet under the real Job controller")
+    _step(f"applying {EXAMPLE.relative_to(EXAMPLES.parents[1])} and following it")
     _kubectl(
         environment,
         "delete",
-        "job",
-        "hello",
-        "--namespace",
+        "agenttask",
+        TASK_NAME,
+        "-n",
         NAMESPACE,
         "--ignore-not-found",
+        "--wait",
         show=False,
     )
-    _kubectl(environment, "apply", "-f", "-", stdin=json.dumps(SAMPLE_JOB))
-    _kubectl(
-        environment,
-        "wait",
-        "--for=condition=Complete",
-        "job/hello",
-        "--namespace",
-        NAMESPACE,
-        "--timeout=60s",
+    _kubectl(environment, "apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
+    status = _follow(environment)
+
+    _step("the result")
+    _kubectl(environment, "get", "agenttasks", "-n", NAMESPACE)
+    usage = status.get("usage") or {}
+    print(
+        f"\n  phase:    {status.get('phase')}  (attempt {status.get('attempt')},"
+        f" Job {status.get('jobName')})\n"
+        f"  tokens:   {usage.get('inputTokens', 0)} in / {usage.get('outputTokens', 0)} out\n"
+        f"  result:   {(status.get('result') or {}).get('preview', '')}"
     )
-    time.sleep(0.5)
-    _kubectl(environment, "get", "pods", "--namespace", NAMESPACE, "-o", "wide")
 
     _step("look further")
     print(
         f"  source {WORKDIR / 'env'}   # KUBECONFIG, NATS_URL, DATABASE_URL, kubectl\n"
-        "  kubectl get agenttasks -A\n"
+        f"  kubectl get agenttasks -A\n"
+        f"  kubectl describe agenttask {TASK_NAME} -n {NAMESPACE}\n"
         "  kubectl explain agenttask.spec\n"
+        f"  less {WORKDIR}/operator.log\n"
         "  make dev-down   # stop everything"
     )
 
