@@ -44,6 +44,7 @@ CANCELLED = "Cancelled"
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a reason, not a secret)
 INVALID_SPEC = "InvalidSpec"
+SUSPEND_MESSAGE = "spec.suspend is true"
 
 
 # --------------------------------------------------------------------------- actions
@@ -239,9 +240,10 @@ def _in_flight(observed: Observed, draft: _Draft, job: JobView | None) -> Decisi
         if job is not None and not job.deleting:
             draft.actions.append(DeleteJob(job.name))
         draft.close_attempt(SUSPENDED)
-        message = "spec.suspend is true: the running attempt was stopped"
-        draft.waiting(Phase.PENDING, FALSE, SUSPENDED, message)
-        draft.actions.append(Notify(SUSPENDED, message))
+        draft.waiting(Phase.PENDING, FALSE, SUSPENDED, SUSPEND_MESSAGE)
+        draft.actions.append(
+            Notify(SUSPENDED, f"spec.suspend is true: attempt {draft.status.attempt} was stopped")
+        )
         return Decision(draft.status, tuple(draft.actions))
     draft.status.queue_position = None
     if job is not None and job.suspended:
@@ -294,7 +296,7 @@ def _waiting(observed: Observed, draft: _Draft, spec: AgentTaskSpec) -> Decision
     """No attempt in flight: suspended, backing off, queued, or launching the next attempt."""
     if observed.task.suspended:
         draft.status.queue_position = None
-        draft.waiting(Phase.PENDING, FALSE, SUSPENDED, "spec.suspend is true")
+        draft.waiting(Phase.PENDING, FALSE, SUSPENDED, SUSPEND_MESSAGE)
         return Decision(draft.status, tuple(draft.actions))
     retry_at = _retry_at(draft.status, spec)
     if retry_at is not None and observed.now < retry_at:

@@ -171,6 +171,12 @@ class Reconciler:
             self.queue.forget(uid)
             self._events.forget(uid)
             return
+        if not task.status_readable:
+            # Acting on a status it cannot read could launch a finished task again.
+            logger.error(
+                "the status does not fit this operator's API; not acting on it", extra=_ref(task)
+            )
+            return
         with metrics.reconcile_timer():
             try:
                 await self._reconcile(task)

@@ -47,12 +47,25 @@ class TaskView:
         )
 
     @cached_property
-    def status(self) -> AgentTaskStatus:
-        """The status as a model; a status the operator cannot read counts as empty."""
+    def _parsed_status(self) -> AgentTaskStatus | None:
+        """The status as a model. Members this version of the API does not know (written by a
+        newer operator, say) are ignored; None when the rest still does not fit the model."""
+        known = {field.alias or name for name, field in AgentTaskStatus.model_fields.items()}
         try:
-            return AgentTaskStatus.model_validate(self.raw_status)
+            return AgentTaskStatus.model_validate(
+                {k: v for k, v in self.raw_status.items() if k in known}
+            )
         except ValueError:
-            return AgentTaskStatus()
+            return None
+
+    @property
+    def status_readable(self) -> bool:
+        return self._parsed_status is not None
+
+    @property
+    def status(self) -> AgentTaskStatus:
+        """The status as a model (empty when unreadable: check `status_readable` first)."""
+        return self._parsed_status or AgentTaskStatus()
 
     @property
     def finished(self) -> bool:
