@@ -13,6 +13,8 @@ Conditions (Kubernetes API conventions; `Succeeded` is monotonic once True or Fa
 - `Queued`    True while waiting for a concurrency slot (WaitingForCapacity) or for an external
   queue such as Kueue (JobSuspended); False once admitted, while suspended or backing off.
 - `Running`   True while the runner Pod runs; False otherwise (JobCreated, Suspended, Finished …).
+- `Stalled`   True while a running task's runner has been silent longer than the operator's
+  stall threshold (only with the event pipeline on); False once it reports again or finishes.
 - `Succeeded` Unknown while in flight; True (Completed) or False (Failed, TimedOut, Cancelled,
   BackoffLimitExceeded, SecretNotFound, InvalidSpec, or the runner's stop reason).
 """
@@ -94,6 +96,8 @@ class Observed:
     queue_position: int | None = None
     secret_problem: str | None = None
     """Why a Secret the task references is unusable (checked when the task is admitted)."""
+    stall_after: timedelta | None = None
+    """A running task silent this long (no runner event) gets `Stalled`; None: never."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,9 @@ class _Draft:
         self.condition(conditions.QUEUED, FALSE, "Finished", "the task has finished")
         self.condition(conditions.RUNNING, FALSE, "Finished", "the task has finished")
         self.condition(conditions.SUCCEEDED, TRUE if succeeded else FALSE, reason, message)
+        stalled = conditions.find(self.status.conditions, conditions.STALLED)
+        if stalled is not None and stalled.status == TRUE:
+            self.condition(conditions.STALLED, FALSE, "Finished", "the task has finished")
         self.actions.append(Notify(reason, message or reason, warning=not succeeded))
 
     def close_attempt(self, reason: str, exit_code: int | None = None) -> None:
@@ -257,6 +264,8 @@ def _in_flight(observed: Observed, draft: _Draft, job: JobView | None) -> Decisi
         draft.condition(
             conditions.RUNNING, TRUE, "RunnerStarted", f"Job {draft.status.job_name} is running"
         )
+        recheck = _stall_check(observed, draft)
+        return Decision(draft.status, tuple(draft.actions), holds_slot=True, requeue_at=recheck)
     else:
         draft.status.phase = Phase.PENDING
         draft.condition(conditions.QUEUED, FALSE, "Admitted", "the task was admitted")
@@ -264,6 +273,34 @@ def _in_flight(observed: Observed, draft: _Draft, job: JobView | None) -> Decisi
             conditions.RUNNING, FALSE, "JobCreated", f"waiting for Job {draft.status.job_name}"
         )
     return Decision(draft.status, tuple(draft.actions), holds_slot=True)
+
+
+def _stall_check(observed: Observed, draft: _Draft) -> datetime | None:
+    """Set `Stalled` when the runner has been silent too long; when to look again."""
+    if observed.stall_after is None:
+        return None
+    record = draft.current_record()
+    last_event = draft.status.last_event
+    moments = [
+        parse_time(last_event.time if last_event else None),
+        parse_time(record.start_time if record else None),
+    ]
+    known = [moment for moment in moments if moment is not None]
+    if not known:
+        return None
+    due = max(known) + observed.stall_after
+    stalled = conditions.find(draft.status.conditions, conditions.STALLED)
+    if observed.now >= due:
+        seconds = int(observed.stall_after.total_seconds())
+        if stalled is None or stalled.status != TRUE:
+            draft.actions.append(Notify("Stalled", f"no runner event for {seconds}s", True))
+        draft.condition(
+            conditions.STALLED, TRUE, "NoEvents", f"no runner event for more than {seconds}s"
+        )
+        return None
+    if stalled is not None and stalled.status == TRUE:
+        draft.condition(conditions.STALLED, FALSE, "EventsResumed", "the runner reports again")
+    return due
 
 
 def _attempt_ended(draft: _Draft, spec: AgentTaskSpec, outcome: AttemptOutcome) -> bool:

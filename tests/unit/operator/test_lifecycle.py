@@ -727,3 +727,45 @@ def test_a_job_view_reads_the_kubernetes_job() -> None:
     assert (view.attempt, view.active, view.ready) == (0, 0, 0)
     assert not view.failed
     assert not view.finished
+
+
+# --------------------------------------------------------------------------- stalled
+
+
+STALL = timedelta(minutes=5)
+
+
+def test_a_running_task_silent_past_the_threshold_is_stalled_and_recovers() -> None:
+    view = running()
+    quiet = observe(
+        view, now=NOW + STALL - timedelta(seconds=1), job=job(1, ready=1), stall_after=STALL
+    )
+    assert conditions.find(quiet.status.conditions, conditions.STALLED) is None
+    assert quiet.requeue_at == NOW + STALL
+
+    stalled = observe(view, now=NOW + STALL, job=job(1, ready=1), stall_after=STALL)
+    assert condition(stalled.status, "Stalled").status == TRUE
+    assert "Stalled" in notified(stalled)
+
+    resumed_status = served(written(view, stalled).status)
+    resumed_status["lastEvent"] = {
+        "type": "step",
+        "sequence": 9,
+        "time": "2026-01-01T12:06:00Z",
+        "summary": "step 2",
+    }
+    resumed = observe(
+        task(dict(view.spec), resumed_status),
+        now=NOW + STALL + timedelta(seconds=2),
+        job=job(1, ready=1),
+        stall_after=STALL,
+    )
+    assert condition(resumed.status, "Stalled").status == FALSE
+    assert condition(resumed.status, "Stalled").reason == "EventsResumed"
+
+
+def test_without_a_threshold_a_silent_task_is_never_stalled() -> None:
+    decision = observe(running(), now=NOW + timedelta(days=1), job=job(1, ready=1))
+
+    assert conditions.find(decision.status.conditions, conditions.STALLED) is None
+    assert decision.requeue_at is None
