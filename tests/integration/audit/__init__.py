@@ -1,0 +1,1 @@
+"""Tests of the audit store against a real Postgres."""
