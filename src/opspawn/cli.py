@@ -39,7 +39,12 @@ class LazyGroup(click.Group):
 
 @click.group(
     cls=LazyGroup,
-    lazy={"runner": "opspawn.runner.cli:runner", "operator": "opspawn.operator.cli:operator"},
+    lazy={
+        "runner": "opspawn.runner.cli:runner",
+        "operator": "opspawn.operator.cli:operator",
+        "audit": "opspawn.operator.audit.cli:audit",
+        "logs": "opspawn.operator.logs:logs",
+    },
 )
 @click.version_option(package_name="opspawn")
 def main() -> None:

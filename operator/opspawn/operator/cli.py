@@ -91,6 +91,26 @@ def _count(text: str, option: str) -> int:
     help="Tasks running at once per provider/model (default: unlimited).",
 )
 @click.option(
+    "--database-url",
+    envvar=["OPSPAWN_OPERATOR_DATABASE_URL", "DATABASE_URL"],
+    default=None,
+    help="Audit store (SQLAlchemy URL, e.g. postgresql://user@host/db); without it runner "
+    "events are not consumed.",
+)
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    help="Bring the audit store's schema up to date at start.",
+)
+@click.option(
+    "--stall-seconds",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="Mark a running task Stalled after this long without a runner event (0: off).",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=8,
@@ -139,6 +159,9 @@ def operator(  # click passes every option by keyword
     max_running_per_namespace: int | None,
     namespace_limits: tuple[str, ...],
     max_running_per_model: int | None,
+    database_url: str | None,
+    migrate: bool,
+    stall_seconds: int,
     workers: int,
     deadline_grace_seconds: int,
     termination_grace_seconds: int,
@@ -180,6 +203,9 @@ def operator(  # click passes every option by keyword
             },
         ),
         namespaces=namespaces,
+        database_url=database_url,
+        migrate=migrate,
+        stall_seconds=stall_seconds,
         workers=workers,
         health_port=health_port,
     )

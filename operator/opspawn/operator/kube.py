@@ -8,6 +8,7 @@ done. Every call is counted in the `opspawn_api_requests_total` metric.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +19,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from opspawn.api.agenttask import GROUP, KIND, PLURAL, VERSION
 from opspawn.operator import metrics
-from opspawn.operator.runner_job import TASK_UID_LABEL, KubeObject
+from opspawn.operator.runner_job import SIGNING_KEY_KEY, TASK_UID_LABEL, KubeObject
 
 COMPONENT = "opspawn-operator"
 
@@ -63,10 +64,6 @@ class KubeClient:
         self._core = client.CoreV1Api(api)
         self._batch = client.BatchV1Api(api)
         self._custom = client.CustomObjectsApi(api)
-
-    @property
-    def configuration(self) -> client.Configuration:
-        return self._api.configuration
 
     def _plain(self, obj: Any) -> KubeObject:
         plain: KubeObject = self._api.sanitize_for_serialization(obj)
@@ -130,6 +127,21 @@ class KubeClient:
                 namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
             )
         return [self._plain(pod) for pod in pods.items]
+
+    async def task_signing_key(self, namespace: str, secret_name: str, uid: str) -> bytes | None:
+        """The event-signing key in the per-task Secret of task `uid` (None when there is no
+        such Secret, or it belongs to another task)."""
+        with metrics.api_call("get", "secrets"):
+            try:
+                secret = await self._core.read_namespaced_secret(secret_name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+        if (secret.metadata.labels or {}).get(TASK_UID_LABEL) != uid:
+            return None
+        encoded = (secret.data or {}).get(SIGNING_KEY_KEY)
+        return base64.b64decode(encoded).strip() if encoded else None
 
     async def secret_problem(self, namespace: str, name: str, key: str) -> str | None:
         """Why Secret `name` cannot provide `key` (None when it can); never reads values out."""

@@ -307,8 +307,14 @@ def _attempt_ended(draft: _Draft, spec: AgentTaskSpec, outcome: AttemptOutcome) 
     """Record how the attempt ended; True when another attempt follows."""
     attempt = draft.status.attempt
     draft.close_attempt(outcome.reason, outcome.exit_code)
-    if outcome.result is not None and (outcome.succeeded or outcome.result.size_bytes > 0):
-        # The termination message's preview: the final answer, or a failed attempt's partial one.
+    known = draft.status.result
+    if (
+        outcome.result is not None
+        and (outcome.succeeded or outcome.result.size_bytes > 0)
+        and (known is None or known.sha256 != outcome.result.sha256)
+    ):
+        # The termination message's preview: the final answer, or a failed attempt's partial
+        # one; unless the event mirror already showed this very result (with a longer preview).
         draft.status.result = outcome.result
     if outcome.succeeded:
         draft.finish(Phase.SUCCEEDED, "Completed", f"attempt {attempt} completed")

@@ -4,21 +4,60 @@ event loop, until SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import kopf
 
+from opspawn.operator.audit import AuditStore
+from opspawn.operator.consumer import ConsumerSettings, EventConsumer, durable_name
 from opspawn.operator.handlers import build_registry
 from opspawn.operator.kube import KubeClient, load_api_client
 from opspawn.operator.metrics import HealthServer
+from opspawn.operator.mirror import StatusMirror
 from opspawn.operator.reconciler import Reconciler
 from opspawn.operator.settings import OperatorSettings
+from opspawn.operator.signing_keys import SigningKeys
 from opspawn.operator.stream import keep_ensuring_stream
+
+logger = logging.getLogger(__name__)
+
+
+def _event_pipeline(
+    settings: OperatorSettings, kube: KubeClient, reconciler: Reconciler, audit: AuditStore
+) -> list[asyncio.Task[None]]:
+    """The consumer and the status mirror."""
+    mirror = StatusMirror(kube, reconciler.store, settings.mirror_interval_seconds)
+    consumer = EventConsumer(
+        nats_url=settings.runner.nats_url,
+        namespaces=settings.namespaces,
+        audit=audit,
+        keys=SigningKeys(kube),
+        tasks=reconciler.store,
+        mirror=mirror,
+        ready=reconciler.wait_ready,
+        settings=ConsumerSettings(durable=durable_name(settings.namespaces)),
+    )
+    return [
+        asyncio.create_task(consumer.run(), name="consumer"),
+        asyncio.create_task(mirror.run(), name="mirror"),
+    ]
+
+
+async def _open_audit_store(settings: OperatorSettings) -> AuditStore | None:
+    if settings.database_url is None:
+        logger.warning("no --database-url: runner events are neither stored nor mirrored")
+        return None
+    audit = AuditStore(settings.database_url)
+    if settings.migrate:
+        await asyncio.to_thread(audit.migrate)
+    return audit
 
 
 async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None) -> None:
     api = await load_api_client(kubeconfig)
     kube = KubeClient(api)
-    reconciler = Reconciler(settings, kube)
+    audit = await _open_audit_store(settings)
+    reconciler = Reconciler(settings, kube, audit=audit)
     health = HealthServer(
         settings.health_address, settings.health_port, ready=lambda: reconciler.ready
     )
@@ -37,15 +76,21 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
     stream = asyncio.create_task(
         keep_ensuring_stream(settings.runner.nats_url, settings.stream), name="stream"
     )
+    background = [workers, stream]
+    if audit is not None:
+        background += _event_pipeline(settings, kube, reconciler, audit)
     try:
         if not await kube.any_task(settings.namespaces):
             reconciler.nothing_to_index()
-        done, _ = await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
+        watched = {operator, *background} - {stream}
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
     finally:
-        for task in (operator, workers, stream):
+        for task in (operator, *background):
             task.cancel()
-        await asyncio.gather(operator, workers, stream, return_exceptions=True)
+        await asyncio.gather(operator, *background, return_exceptions=True)
         await health.stop()
         await api.close()
+        if audit is not None:
+            audit.close()

@@ -34,6 +34,20 @@ API_REQUESTS = Counter(
     ["verb", "resource", "code"],
 )
 
+EVENTS_INGESTED = Counter(
+    "opspawn_events_ingested_total", "Runner events verified and committed to the audit store"
+)
+EVENTS_REJECTED = Counter(
+    "opspawn_events_rejected_total",
+    "Runner events rejected (forged, misrouted, unknown task, stale attempt)",
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "opspawn_events_dead_lettered_total", "Poison messages (oversized, not JSON) terminated"
+)
+AUDIT_COMMIT_FAILURES = Counter(
+    "opspawn_audit_commit_failures_total", "Batch commits the audit store refused (retried)"
+)
+
 
 @contextmanager
 def api_call(verb: str, resource: str) -> Iterator[None]:

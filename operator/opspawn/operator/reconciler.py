@@ -15,12 +15,13 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opspawn.api.agenttask import TERMINAL_PHASES, AgentTaskSpec, AgentTaskStatus
 from opspawn.operator import metrics
 from opspawn.operator.admission import AdmissionQueue, Candidate, Slot
+from opspawn.operator.audit import AuditStore, TaskSnapshot
 from opspawn.operator.kube import KubeClient
 from opspawn.operator.lifecycle import (
     DeleteJob,
@@ -29,6 +30,7 @@ from opspawn.operator.lifecycle import (
     Notify,
     Observed,
     decide,
+    parse_time,
     rfc3339,
 )
 from opspawn.operator.outcome import AttemptOutcome, attempt_outcome, runner_lost
@@ -95,6 +97,7 @@ class Reconciler:
         settings: OperatorSettings,
         kube: KubeClient,
         clock: Callable[[], datetime] = utc_now,
+        audit: AuditStore | None = None,
     ) -> None:
         self._settings = settings
         self._kube = kube
@@ -104,16 +107,26 @@ class Reconciler:
         self.admission = AdmissionQueue(settings.limits, self.queue.add)
         self._events = EventRecorder(kube, settings.event_interval_seconds)
         self._bound = asyncio.Event()
-        self._nothing_to_index = False
+        self._ready = asyncio.Event()
+        self._audit = audit
+        self._snapshots: set[asyncio.Task[None]] = set()
+        self._stall_after = (
+            timedelta(seconds=settings.stall_seconds)
+            if settings.database_url is not None and settings.stall_seconds
+            else None
+        )
 
     @property
     def ready(self) -> bool:
         """The watch caches are filled (or there was nothing to fill them with)."""
-        return self._bound.is_set() or self._nothing_to_index
+        return self._ready.is_set()
 
     def nothing_to_index(self) -> None:
         """No AgentTask existed at start: ready without waiting for a first watch event."""
-        self._nothing_to_index = True
+        self._ready.set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
 
     # ------------------------------------------------------------------ from the watches
 
@@ -136,6 +149,7 @@ class Reconciler:
                 waiting.append(_candidate(task))
         self.admission.seed(holding, waiting)
         self._bound.set()
+        self._ready.set()
 
     def task_changed(self, uid: str, resource_version: str) -> None:
         self.store.observed(uid, resource_version)
@@ -246,7 +260,7 @@ class Reconciler:
                 job = JobView.from_body(raw)
         if job is not None and job.finished:
             outcome = attempt_outcome(job, await self._kube.job_pods(task.namespace, job.name))
-        return Observed(task=task, now=now, job=job, outcome=outcome)
+        return Observed(task=task, now=now, job=job, outcome=outcome, stall_after=self._stall_after)
 
     async def _secret_problem(self, task: TaskView) -> str | None:
         reference = (task.spec.get("model") or {}).get("apiKeySecretRef")
@@ -267,6 +281,43 @@ class Reconciler:
             "launched attempt %d as Job %s", attempt, job["metadata"]["name"], extra=_ref(task)
         )
 
+    def _record_snapshot(self, audit: AuditStore, task: TaskView, status: AgentTaskStatus) -> None:
+        """Tell the audit store what the operator knows of the current attempt (spec, phase,
+        times), in the background: Postgres being away must not hold up the lifecycle."""
+        if status.attempt == 0:
+            return
+        record = status.attempts[-1] if status.attempts else None
+        model = task.spec.get("model") or {}
+        succeeded = next((c for c in status.conditions if c.type == "Succeeded"), None)
+        snapshot = TaskSnapshot(
+            task_uid=task.uid,
+            attempt=status.attempt,
+            namespace=task.namespace,
+            name=task.name,
+            model_provider=model.get("provider"),
+            model_name=model.get("name"),
+            phase=status.phase.value if status.phase else None,
+            reason=succeeded.reason if succeeded and succeeded.status != "Unknown" else None,
+            exit_code=record.exit_code if record else None,
+            started_at=parse_time(record.start_time if record else None),
+            finished_at=parse_time(record.completion_time if record else None),
+            spec=dict(task.spec),
+        )
+
+        async def write() -> None:
+            try:
+                await asyncio.to_thread(audit.record_task, snapshot)
+            except Exception as error:
+                logger.warning(
+                    "could not record the attempt in the audit store: %s",
+                    type(error).__name__,
+                    extra=_ref(task),
+                )
+
+        job = asyncio.create_task(write())
+        self._snapshots.add(job)
+        job.add_done_callback(self._snapshots.discard)
+
     async def _write_status(self, task: TaskView, desired: AgentTaskStatus) -> None:
         patch = status_patch(task.raw_status, desired)
         if not patch:
@@ -275,6 +326,10 @@ class Reconciler:
         if patched is None:
             return
         self.store.wrote(TaskView.from_body(patched))
+        if self._audit is not None and (
+            desired.attempt != task.status.attempt or desired.phase != task.status.phase
+        ):
+            self._record_snapshot(self._audit, task, desired)
         if desired.phase in TERMINAL_PHASES and task.status.phase != desired.phase:
             succeeded = next((c for c in desired.conditions if c.type == "Succeeded"), None)
             reason = succeeded.reason if succeeded else ""

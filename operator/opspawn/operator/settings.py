@@ -41,6 +41,14 @@ class OperatorSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     namespaces: tuple[str, ...] = ()
     """Namespaces to serve; empty means the whole cluster."""
+    database_url: str | None = None
+    """The audit store (SQLAlchemy URL); without it runner events are not consumed."""
+    migrate: bool = True
+    """Bring the audit store's schema up to date at start (Alembic)."""
+    mirror_interval_seconds: float = 0.5
+    """A task's status is rewritten from its events at most this often."""
+    stall_seconds: int = 300
+    """A running task whose runner sends no event for this long gets `Stalled` (0: off)."""
     workers: int = 8
     """Reconciles that run at once (each task is reconciled by one worker at a time)."""
     queue_position_refresh_seconds: float = 2.0

@@ -78,7 +78,9 @@ class Postgres:
     def start(self, timeout: float = 30.0) -> None:
         bindir = postgres_bindir()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self._user is not None:
+        if self.data_root is not None:
+            pass  # started before and paused: the same data again
+        elif self._user is not None:
             self.data_root = Path(tempfile.mkdtemp(prefix="opspawn-postgres-"))
             shutil.chown(self.data_root, self._user)
         else:
@@ -147,6 +149,11 @@ class Postgres:
         ).stdout.strip()
         if exists != "1":
             subprocess.run([*base, f"create database {DATABASE}"], capture_output=True, check=True)
+
+    def pause(self) -> None:
+        """Stop the server but keep its data (and port): `start()` brings it back as it was."""
+        if self.process is not None:
+            self.process.stop()
 
     def stop(self) -> None:
         if self.process is not None:

@@ -35,10 +35,12 @@ def start_test_operator(
     started: list[OperatorProcess] = []
     assert stack.nats is not None
 
-    def start(*args: str, runner_command: str = FAKE_RUNNER_COMMAND) -> OperatorProcess:
+    def start(
+        *args: str, runner_command: str = FAKE_RUNNER_COMMAND, nats_url: str | None = None
+    ) -> OperatorProcess:
         operator = start_operator(
             kubeconfig=operator_kubeconfig_path,
-            nats_url=stack.nats.url if stack.nats else "",
+            nats_url=nats_url or (stack.nats.url if stack.nats else ""),
             log_path=tmp_path / f"operator-{len(started)}.log",
             args=[
                 "--namespace",

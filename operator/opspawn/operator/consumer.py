@@ -1,0 +1,316 @@
+"""The event consumer: JetStream → verification → Postgres (commit) → ack, and the status mirror.
+
+A durable pull consumer reads the event stream in batches. Each message is sorted into one of:
+
+- a verified event: its subject names a task in scope, its HMAC matches that task's key and
+  it matches the schema. It is stored; it reaches status only when it belongs to the task's
+  current attempt (an older attempt's stragglers are fenced off from status);
+- a rejected event (security): forged or unsigned, on the wrong subject, or of an unknown
+  task; recorded in `security_events`, never stored as an event, never mirrored;
+- a poison message (dead letter): oversized, not JSON, not an event subject; recorded in
+  `dead_letters` and terminated, so it is never delivered again.
+
+The batch is committed to the audit store in one transaction, retried until Postgres takes it
+(the messages are kept "in progress" meanwhile, so JetStream holds them rather than
+redelivering); only then are they acked. Inserts are idempotent by event id, so a redelivery
+or a runner that published twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from opspawn.api.events import (
+    MAX_EVENT_BYTES,
+    STREAM_NAME,
+    SUBJECT_PREFIX,
+    EventVerificationError,
+    RunnerEvent,
+    parse_subject,
+    verify_event,
+)
+from opspawn.operator import metrics
+from opspawn.operator.audit import AuditStore, DeadLetter, Rejected
+from opspawn.operator.mirror import StatusMirror
+from opspawn.operator.signing_keys import SigningKeys
+from opspawn.operator.store import Store
+
+logger = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 4096
+IN_PROGRESS_EVERY_SECONDS = 10.0
+COMMIT_RETRY_SECONDS = (0.5, 1, 2, 5)
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    durable: str = "opspawn-operator"
+    batch: int = 500
+    fetch_timeout_seconds: float = 1.0
+    ack_wait_seconds: int = 60
+    max_ack_pending: int = 20_000
+
+
+@dataclass
+class _Sorted:
+    events: list[tuple[Msg, RunnerEvent]]
+    rejected: list[tuple[Msg, Rejected]]
+    poison: list[tuple[Msg, DeadLetter]]
+
+
+def _excerpt(data: bytes) -> str:
+    return data[:EXCERPT_CHARS].decode("utf-8", errors="replace")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def durable_name(namespaces: Sequence[str]) -> str:
+    """One durable consumer per scope, so operators of different namespaces never share one."""
+    if not namespaces:
+        return "opspawn-operator"
+    digest = hashlib.sha256(",".join(sorted(namespaces)).encode()).hexdigest()[:12]
+    return f"opspawn-operator-{digest}"
+
+
+def consumer_subjects(namespaces: Sequence[str]) -> list[str]:
+    """What the consumer reads: every task's events, or only those of the served namespaces."""
+    if not namespaces:
+        return [f"{SUBJECT_PREFIX}.>"]
+    return [f"{SUBJECT_PREFIX}.{namespace}.*" for namespace in namespaces]
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        nats_url: str,
+        namespaces: Sequence[str],
+        audit: AuditStore,
+        keys: SigningKeys,
+        tasks: Store,
+        mirror: StatusMirror,
+        ready: Callable[[], Awaitable[None]],
+        settings: ConsumerSettings | None = None,
+    ) -> None:
+        self._nats_url = nats_url
+        self._namespaces = tuple(namespaces)
+        self._audit = audit
+        self._keys = keys
+        self._tasks = tasks
+        self._mirror = mirror
+        self._ready = ready
+        self._settings = settings or ConsumerSettings()
+        self._pending: list[_Sorted] = []
+        self._has_pending = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def run(self) -> None:
+        """Fetch, verify and mirror continuously; commit and ack in a task of its own, so the
+        status keeps following the runners while the audit store is away."""
+        # Until the watch caches are filled, every event would look like an unknown task's.
+        await self._ready()
+        connection = await self._connect()
+        committer = asyncio.create_task(self._commit_loop(), name="audit-commit")
+        try:
+            subscription = await self._subscribe(connection)
+            while True:
+                await self._room.wait()  # when the store is behind, JetStream holds the rest
+                try:
+                    messages = await subscription.fetch(
+                        self._settings.batch, timeout=self._settings.fetch_timeout_seconds
+                    )
+                except TimeoutError:  # nats raises both its own and asyncio's
+                    continue
+                except (nats.errors.Error, OSError) as error:
+                    logger.warning("fetching events failed (%s); retrying", error)
+                    await asyncio.sleep(1)
+                    continue
+                sorted_ = await self._sort(messages)
+                self._mirror.observe(e for _, e in sorted_.events if self._current(e))
+                self._pending.append(sorted_)
+                self._has_pending.set()
+                if self._pending_messages() >= self._settings.max_ack_pending // 2:
+                    self._room.clear()
+        finally:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+            await connection.close()
+
+    def _pending_messages(self) -> int:
+        return sum(len(s.events) + len(s.rejected) + len(s.poison) for s in self._pending)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._has_pending.wait()
+            self._has_pending.clear()
+            batches, self._pending = self._pending, []
+            self._room.set()
+            merged = _Sorted(
+                [item for b in batches for item in b.events],
+                [item for b in batches for item in b.rejected],
+                [item for b in batches for item in b.poison],
+            )
+            await self._commit_and_ack(merged)
+
+    async def _connect(self) -> NatsClient:
+        return await nats.connect(
+            self._nats_url.split(","),
+            name="opspawn-operator",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+
+    async def _subscribe(self, connection: NatsClient) -> nats.js.JetStreamContext.PullSubscription:
+        """Bind to the durable consumer, creating it (or bringing it up to date) first; waits
+        for the stream, which the operator creates at start."""
+        jetstream = connection.jetstream()
+        config = ConsumerConfig(
+            durable_name=self._settings.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self._settings.ack_wait_seconds,
+            max_ack_pending=self._settings.max_ack_pending,
+            max_deliver=-1,
+            filter_subjects=consumer_subjects(self._namespaces),
+        )
+        while True:
+            try:
+                await jetstream.add_consumer(STREAM_NAME, config)
+                return await jetstream.pull_subscribe_bind(self._settings.durable, STREAM_NAME)
+            except nats.js.errors.NotFoundError:
+                await asyncio.sleep(0.5)
+
+    # ------------------------------------------------------------------ one batch
+
+    async def _commit_and_ack(self, sorted_: _Sorted) -> None:
+        events = [event for _, event in sorted_.events]
+        messages = [m for m, _ in (*sorted_.events, *sorted_.rejected, *sorted_.poison)]
+        await self._commit(
+            messages,
+            events,
+            [record for _, record in sorted_.rejected],
+            [record for _, record in sorted_.poison],
+        )
+        for message, _ in (*sorted_.events, *sorted_.rejected):
+            with contextlib.suppress(Exception):  # a lost ack means a harmless redelivery
+                await message.ack()
+        for message, _ in sorted_.poison:
+            with contextlib.suppress(Exception):
+                await message.term()
+        metrics.EVENTS_INGESTED.inc(len(events))
+        metrics.EVENTS_REJECTED.inc(len(sorted_.rejected))
+        metrics.EVENTS_DEAD_LETTERED.inc(len(sorted_.poison))
+
+    async def _commit(
+        self,
+        messages: Sequence[Msg],
+        events: list[RunnerEvent],
+        rejected: list[Rejected],
+        poison: list[DeadLetter],
+    ) -> None:
+        """Commit, retrying until the store takes the batch; JetStream keeps the messages."""
+        failures = 0
+        last_progress = time.monotonic()
+        while True:
+            try:
+                await asyncio.to_thread(self._audit.record_batch, events, rejected, poison)
+                return
+            except Exception as error:
+                delay = COMMIT_RETRY_SECONDS[min(failures, len(COMMIT_RETRY_SECONDS) - 1)]
+                if failures == 0:
+                    logger.warning(
+                        "the audit store refused a batch of %d events (%s); holding their acks",
+                        len(events),
+                        type(error).__name__,
+                    )
+                failures += 1
+                metrics.AUDIT_COMMIT_FAILURES.inc()
+                await asyncio.sleep(delay)
+                if time.monotonic() - last_progress > IN_PROGRESS_EVERY_SECONDS:
+                    last_progress = time.monotonic()
+                    for message in messages:
+                        with contextlib.suppress(Exception):
+                            await message.in_progress()
+
+    def _current(self, event: RunnerEvent) -> bool:
+        """Whether the event belongs to the task's current attempt (or a newer one the status
+        does not show yet). Older attempts' events are stored but never reach status."""
+        task = self._tasks.task(event.task_uid)
+        return task is not None and event.attempt >= task.status.attempt
+
+    async def _sort(self, messages: Sequence[Msg]) -> _Sorted:
+        sorted_ = _Sorted([], [], [])
+        for message in messages:
+            outcome = await self._classify(message)
+            if isinstance(outcome, RunnerEvent):
+                sorted_.events.append((message, outcome))
+            elif isinstance(outcome, Rejected):
+                sorted_.rejected.append((message, outcome))
+            else:
+                sorted_.poison.append((message, outcome))
+        return sorted_
+
+    async def _classify(self, message: Msg) -> RunnerEvent | Rejected | DeadLetter:
+        data, subject = message.data, message.subject
+        sequence = message.metadata.sequence.stream if message.reply else 0
+
+        def poison(reason: str) -> DeadLetter:
+            return DeadLetter(
+                received_at=_now(),
+                subject=subject,
+                stream_sequence=sequence,
+                reason=reason,
+                excerpt=_excerpt(data),
+            )
+
+        def rejected(reason: str, detail: str, uid: str, namespace: str) -> Rejected:
+            return Rejected(
+                received_at=_now(),
+                subject=subject,
+                reason=reason,
+                detail=detail,
+                task_uid=uid,
+                namespace=namespace,
+                event_id=None,
+                excerpt=_excerpt(data),
+            )
+
+        if len(data) > MAX_EVENT_BYTES:
+            return poison(f"oversized: {len(data)} bytes > {MAX_EVENT_BYTES}")
+        try:
+            namespace, uid = parse_subject(subject)
+        except ValueError as error:
+            return poison(f"not an event subject: {error}")
+        try:
+            claimed = json.loads(data)
+        except ValueError as error:
+            return poison(f"not JSON: {error}")
+        if not isinstance(claimed, dict):
+            return poison("not a JSON object")
+        task = self._tasks.task(uid)
+        if task is None or task.namespace != namespace:
+            return rejected("UnknownTask", "no such task in scope", uid, namespace)
+        key = await self._keys.key_for(namespace, task.name, uid)
+        if key is None:
+            return rejected("NoSigningKey", "the task has no signing key", uid, namespace)
+        try:
+            event = verify_event(data, key, subject=subject)
+        except EventVerificationError as error:
+            return rejected("VerificationFailed", str(error), uid, namespace)
+        return event

@@ -1,0 +1,185 @@
+"""The status mirror: runner events → `status.steps`, `lastEvent`, `usage`, `result`.
+
+Verified events update an in-memory summary per task at once; a flusher writes each task's
+summary at most once per `interval` and only the fields that changed, so a runner that emits
+hundreds of events a second costs its task a couple of status writes a second. The mirror
+works from the events it has verified, whether or not the audit store has committed them yet,
+so status keeps moving while Postgres is down.
+
+`usage` is the sum over the task's attempts (each attempt's `usage` event carries that
+attempt's running total); `steps` and `lastEvent` are those of the current attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opspawn.api.agenttask import RESULT_PREVIEW_MAX_CHARS, LastEvent, ResultSummary, Usage
+from opspawn.api.events import (
+    ErrorPayload,
+    EventType,
+    FinishedPayload,
+    LlmCallPayload,
+    LogPayload,
+    ResultPayload,
+    RunnerEvent,
+    StepPayload,
+    ToolCallPayload,
+    UsagePayload,
+)
+from opspawn.operator.kube import KubeClient
+from opspawn.operator.lifecycle import rfc3339
+from opspawn.operator.store import Store
+from opspawn.operator.views import TaskView
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_MAX_CHARS = 256
+
+
+def summarise(event: RunnerEvent) -> str:
+    """One short line about an event, for `status.lastEvent.summary`."""
+    payload = event.payload
+    match payload:
+        case StepPayload():
+            text = f"step {payload.step}: {payload.summary}"
+        case LlmCallPayload():
+            text = "model call"
+        case ToolCallPayload():
+            text = f"tool call {payload.tool}" + ("" if payload.allowed else " (refused)")
+        case UsagePayload():
+            text = f"{payload.total_tokens} tokens"
+        case LogPayload():
+            text = f"{payload.level}: {payload.message}"
+        case ErrorPayload():
+            text = f"{payload.reason}: {payload.message}"
+        case FinishedPayload():
+            text = f"finished: {payload.reason} after {payload.steps} steps"
+        case ResultPayload():
+            text = f"result of {payload.size_bytes} bytes"
+        case _:
+            text = event.type.value
+    return text.replace("\n", " ")[:SUMMARY_MAX_CHARS]
+
+
+@dataclass
+class _TaskSummary:
+    namespace: str
+    attempt: int = 0
+    steps: int = 0
+    last_event: LastEvent | None = None
+    last_sequence: int = 0
+    usage_by_attempt: dict[int, UsagePayload] = field(default_factory=dict)
+    result: ResultSummary | None = None
+    dirty: bool = False
+
+    def usage(self) -> Usage:
+        attempts = self.usage_by_attempt.values()
+        costs = [u.cost_usd for u in attempts if u.cost_usd is not None]
+        return Usage(
+            input_tokens=sum(u.input_tokens for u in attempts),
+            output_tokens=sum(u.output_tokens for u in attempts),
+            cached_tokens=sum(u.cached_tokens for u in attempts),
+            reasoning_tokens=sum(u.reasoning_tokens for u in attempts),
+            total_tokens=sum(u.total_tokens for u in attempts),
+            cost_usd=round(sum(costs), 6) if costs else None,
+        )
+
+    def observe(self, event: RunnerEvent) -> None:
+        if event.attempt < self.attempt:
+            return  # an older attempt's straggler: the current attempt's view wins
+        if event.attempt > self.attempt:
+            self.attempt, self.steps, self.last_sequence = event.attempt, 0, 0
+        payload = event.payload
+        if isinstance(payload, StepPayload):
+            self.steps = max(self.steps, payload.step)
+        elif isinstance(payload, UsagePayload):
+            self.usage_by_attempt[event.attempt] = payload
+        elif isinstance(payload, ResultPayload):
+            self.result = ResultSummary(
+                preview=payload.text[:RESULT_PREVIEW_MAX_CHARS],
+                truncated=len(payload.text) > RESULT_PREVIEW_MAX_CHARS or event.truncated,
+                size_bytes=payload.size_bytes,
+                sha256=payload.sha256,
+            )
+        if event.sequence >= self.last_sequence:
+            self.last_sequence = event.sequence
+            self.last_event = LastEvent(
+                type=event.type.value,
+                sequence=event.sequence,
+                time=rfc3339(event.time),
+                summary=summarise(event),
+            )
+        self.dirty = True
+
+    def status_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "steps": self.steps,
+            "usage": self.usage().model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        if self.last_event is not None:
+            fields["lastEvent"] = self.last_event.model_dump(mode="json", by_alias=True)
+        if self.result is not None:
+            fields["result"] = self.result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return fields
+
+
+class StatusMirror:
+    def __init__(self, kube: KubeClient, store: Store, interval: float = 0.5) -> None:
+        self._kube = kube
+        self._store = store
+        self._interval = interval
+        self._tasks: dict[str, _TaskSummary] = {}
+        self._wake = asyncio.Event()
+
+    def observe(self, events: Iterable[RunnerEvent]) -> None:
+        for event in events:
+            summary = self._tasks.get(event.task_uid)
+            if summary is None:
+                summary = self._tasks[event.task_uid] = _TaskSummary(namespace=event.namespace)
+            summary.observe(event)
+            if event.type == EventType.FINISHED:
+                self._wake.set()
+        self._wake.set()
+
+    def forget(self, uid: str) -> None:
+        self._tasks.pop(uid, None)
+
+    async def run(self) -> None:
+        """Flush dirty summaries, at most one status write per task per interval."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty = [uid for uid, summary in self._tasks.items() if summary.dirty]
+            await asyncio.gather(*(self._flush(uid) for uid in dirty))
+            await asyncio.sleep(self._interval)
+
+    async def _flush(self, uid: str) -> None:
+        summary = self._tasks.get(uid)
+        task = self._store.task(uid)
+        if summary is None:
+            return
+        summary.dirty = False
+        if task is None or task.deleting:
+            self._tasks.pop(uid, None)
+            return
+        patch = _changed(task.raw_status, summary.status_fields())
+        if not patch:
+            return
+        try:
+            patched = await self._kube.patch_task_status(task.namespace, task.name, patch)
+        except Exception:
+            summary.dirty = True  # written on the next round
+            self._wake.set()
+            logger.exception("could not mirror events into the status of %s", task.reference)
+            return
+        if patched is not None:
+            self._store.wrote(TaskView.from_body(patched))
+
+
+def _changed(current: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if current.get(key) != value}
