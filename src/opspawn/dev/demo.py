@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,17 @@ def main() -> None:
     print(
         f"\n  phase:    {status.get('phase')}  (attempt {status.get('attempt')},"
         f" Job {status.get('jobName')})\n"
-        f"  tokens:   {usage.get('inputTokens', 0)} in / {usage.get('outputTokens', 0)} out\n"
+        f"  steps:    {status.get('steps', 0)}\n"
+        f"  tokens:   {usage.get('inputTokens', 0)} in / {usage.get('outputTokens', 0)} out"
+        f"  (cost: {usage.get('costUSD', 'unknown')} USD)\n"
         f"  result:   {(status.get('result') or {}).get('preview', '')}"
+    )
+
+    _step("the audit trail (Postgres): what the runner did, step by step")
+    subprocess.run(
+        [sys.executable, "-m", "opspawn.cli", "audit", "events", f"{NAMESPACE}/{TASK_NAME}"],
+        env=environment,
+        check=False,
     )
 
     _step("look further")
@@ -144,6 +154,9 @@ def main() -> None:
         f"  source {WORKDIR / 'env'}   # KUBECONFIG, NATS_URL, DATABASE_URL, kubectl\n"
         f"  kubectl get agenttasks -A\n"
         f"  kubectl describe agenttask {TASK_NAME} -n {NAMESPACE}\n"
+        f"  opspawn audit list            # every task and attempt, from Postgres\n"
+        f"  opspawn audit show {NAMESPACE}/{TASK_NAME}\n"
+        f"  opspawn logs {NAMESPACE}/{TASK_NAME}   # the live events from JetStream\n"
         "  kubectl explain agenttask.spec\n"
         f"  less {WORKDIR}/operator.log\n"
         "  make dev-down   # stop everything"

@@ -186,6 +186,7 @@ class DevStack:
                 "--log-format",
                 "text",
                 *(f"--model-base-url={p}={url}" for p, url in base_urls.items()),
+                *(["--database-url", self.postgres.url] if self.postgres else []),
             ],
         )
 
