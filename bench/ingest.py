@@ -411,7 +411,7 @@ def main() -> None:
     parser.add_argument("--events-per-task", type=int, default=400)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--lag-seconds", type=int, default=10)
-    parser.add_argument("--mirror-interval", type=float, default=0.25)
+    parser.add_argument("--mirror-interval", type=float, default=0.5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="opspawn-bench-") as workdir:
         stack = DevStack(Path(workdir))

@@ -1,8 +1,9 @@
 """The status mirror: runner events → `status.steps`, `lastEvent`, `usage`, `result`.
 
 Verified events update an in-memory summary per task at once; a flusher writes each task's
-summary at most once per `interval` and only the fields that changed, so a runner that emits
-hundreds of events a second costs its task a couple of status writes a second. The mirror
+summary at once when it has been quiet, then at most once per `interval`, and only the fields
+that changed: a runner that emits hundreds of events a second costs its task a few status
+writes a second, and a quiet one sees its status follow within a round trip. The mirror
 works from the events it has verified, whether or not the audit store has committed them yet,
 so status keeps moving while Postgres is down.
 
@@ -21,7 +22,6 @@ from typing import Any
 from opspawn.api.agenttask import RESULT_PREVIEW_MAX_CHARS, LastEvent, ResultSummary, Usage
 from opspawn.api.events import (
     ErrorPayload,
-    EventType,
     FinishedPayload,
     LlmCallPayload,
     LogPayload,
@@ -90,6 +90,7 @@ class _TaskSummary:
         )
 
     def observe(self, event: RunnerEvent) -> None:
+        self.dirty = True
         if event.attempt < self.attempt:
             return  # an older attempt's straggler: the current attempt's view wins
         if event.attempt > self.attempt:
@@ -114,7 +115,6 @@ class _TaskSummary:
                 time=rfc3339(event.time),
                 summary=summarise(event),
             )
-        self.dirty = True
 
     def status_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -129,12 +129,17 @@ class _TaskSummary:
 
 
 class StatusMirror:
+    """Writes each task's summary on the leading edge (a task quiet for `interval` is written
+    at once) and then at most once per `interval` (trailing edge), only what changed."""
+
     def __init__(self, kube: KubeClient, store: Store, interval: float = 0.5) -> None:
         self._kube = kube
         self._store = store
         self._interval = interval
         self._tasks: dict[str, _TaskSummary] = {}
-        self._wake = asyncio.Event()
+        self._scheduled: dict[str, asyncio.TimerHandle] = {}
+        self._last_write: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
 
     def observe(self, events: Iterable[RunnerEvent]) -> None:
         for event in events:
@@ -142,21 +147,36 @@ class StatusMirror:
             if summary is None:
                 summary = self._tasks[event.task_uid] = _TaskSummary(namespace=event.namespace)
             summary.observe(event)
-            if event.type == EventType.FINISHED:
-                self._wake.set()
-        self._wake.set()
+            self._schedule(event.task_uid)
 
-    def forget(self, uid: str) -> None:
-        self._tasks.pop(uid, None)
+    def _schedule(self, uid: str) -> None:
+        if uid in self._scheduled:
+            return
+        loop = asyncio.get_running_loop()
+        when = self._last_write.get(uid, 0.0) + self._interval
+        self._scheduled[uid] = loop.call_at(max(loop.time(), when), self._start_write, uid)
+
+    def _start_write(self, uid: str) -> None:
+        del self._scheduled[uid]
+        self._last_write[uid] = asyncio.get_running_loop().time()
+        write = asyncio.create_task(self._flush(uid))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
 
     async def run(self) -> None:
-        """Flush dirty summaries, at most one status write per task per interval."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            dirty = [uid for uid, summary in self._tasks.items() if summary.dirty]
-            await asyncio.gather(*(self._flush(uid) for uid in dirty))
-            await asyncio.sleep(self._interval)
+        """Nothing to do but wait: writes are scheduled by `observe`. Cancelling this stops
+        the pending ones."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for timer in self._scheduled.values():
+                timer.cancel()
+            for write in list(self._writes):
+                write.cancel()
+
+    def _forget(self, uid: str) -> None:
+        self._tasks.pop(uid, None)
+        self._last_write.pop(uid, None)
 
     async def _flush(self, uid: str) -> None:
         summary = self._tasks.get(uid)
@@ -165,20 +185,22 @@ class StatusMirror:
             return
         summary.dirty = False
         if task is None or task.deleting:
-            self._tasks.pop(uid, None)
+            self._forget(uid)
             return
         patch = _changed(task.raw_status, summary.status_fields())
-        if not patch:
-            return
-        try:
-            patched = await self._kube.patch_task_status(task.namespace, task.name, patch)
-        except Exception:
-            summary.dirty = True  # written on the next round
-            self._wake.set()
-            logger.exception("could not mirror events into the status of %s", task.reference)
-            return
-        if patched is not None:
-            self._store.wrote(TaskView.from_body(patched))
+        if patch:
+            try:
+                patched = await self._kube.patch_task_status(task.namespace, task.name, patch)
+            except Exception:
+                logger.exception("could not mirror events into the status of %s", task.reference)
+                summary.dirty = True
+                self._schedule(uid)  # again, one interval later
+                return
+            if patched is not None:
+                task = TaskView.from_body(patched)
+                self._store.wrote(task)
+        if task.finished and not summary.dirty:
+            self._forget(uid)  # nothing more will come that status shows
 
 
 def _changed(current: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
