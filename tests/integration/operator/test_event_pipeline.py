@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shlex
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from opspawn.dev.operator_process import RUNNER_COMMAND, OperatorProcess
 from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import Postgres
 from opspawn.dev.processes import ManagedProcess
+from opspawn.dev.stack import DevStack
 from opspawn.operator.audit import AuditStore
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, Tasks, agenttask
@@ -191,7 +195,23 @@ def finish(tasks: Tasks, name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- happy path
 
 
-def test_events_reach_postgres_and_status(pipeline: Pipeline, tasks: Tasks) -> None:
+def opspawn(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "opspawn.cli", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_events_reach_postgres_and_status(
+    pipeline: Pipeline, tasks: Tasks, stack: DevStack
+) -> None:
+    kubeconfig = stack.kubeconfig
     pipeline.operator()
     tasks.create(task("mirrored"))
 
@@ -217,6 +237,25 @@ def test_events_reach_postgres_and_status(pipeline: Pipeline, tasks: Tasks) -> N
     assert [a.attempt for a in attempts] == [1]
     assert attempts[0].result_text == "All products computed."
     assert attempts[0].input_tokens == 100 * (STEPS + 1)
+    assert (
+        attempts[0].phase == "Succeeded" and attempts[0].spec["goal"] == "Multiply a few numbers."
+    )
+
+    # What a user runs to look back at the task, from Postgres and from the stream.
+    environment = {
+        **os.environ,
+        "DATABASE_URL": pipeline.postgres.url,
+        "NATS_URL": pipeline.nats.url,
+        "KUBECONFIG": str(kubeconfig),
+    }
+    shown = opspawn(environment, "audit", "show", f"{tasks.namespace}/mirrored")
+    assert "All products computed." in shown.stdout and "Succeeded" in shown.stdout
+    logs = opspawn(environment, "logs", f"{tasks.namespace}/mirrored")
+    lines = logs.stdout.splitlines()
+    assert len(lines) == len(
+        published_ids(pipeline, tasks.namespace, tasks.get("mirrored")["metadata"]["uid"])
+    )
+    assert "started" in lines[0] and "finished" in lines[-1]
 
 
 # --------------------------------------------------------------------------- faults

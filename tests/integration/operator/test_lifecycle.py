@@ -3,6 +3,7 @@ kubelet, and `opspawn operator` as a process of its own under its RBAC identity.
 
 from __future__ import annotations
 
+import urllib.request
 from functools import partial
 
 from kubernetes import client
@@ -15,7 +16,7 @@ from tests.integration.operator.conftest import StartOperator, Tasks, agenttask
 def test_task_runs_to_succeeded_and_kubectl_wait_sees_it(
     start_test_operator: StartOperator, tasks: Tasks, kubectl: Kubectl, namespace: str
 ) -> None:
-    start_test_operator()
+    operator = start_test_operator()
     tasks.create(agenttask("hello"))
 
     waited = kubectl(
@@ -42,6 +43,16 @@ def test_task_runs_to_succeeded_and_kubectl_wait_sees_it(
     assert "Launched" in described.stdout and "Completed" in described.stdout
     listed = kubectl("get", "agenttasks", namespace=namespace)
     assert "Succeeded" in listed.stdout
+
+    base = operator.metrics_url.removesuffix("/metrics")
+    for probe in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(base + probe, timeout=5) as response:
+            assert response.status == 200
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    assert f'opspawn_attempts_launched_total{{namespace="{namespace}"}} 1.0' in metrics
+    assert 'opspawn_tasks_finished_total{phase="Succeeded",reason="Completed"} 1.0' in metrics
+    assert "opspawn_tasks_running 0.0" in metrics
 
 
 def test_transient_failures_are_retried_then_backoff_limit_exceeded(
