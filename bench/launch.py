@@ -1,0 +1,258 @@
+"""Launch benchmark: AgentTasks → runner Jobs, against Jobs created directly; writes per task.
+
+    .venv/bin/python bench/launch.py [--tasks 200 1000] [--concurrency 16]
+
+Starts the local stack (with the apiserver's audit log) and, for each N:
+
+- raw: N Secrets and N Jobs (the objects the operator makes for a task) created directly by a
+  plain async client with `--concurrency` requests in flight: the apiserver's limit here;
+- launch: N AgentTasks created the same way, with `opspawn operator` running (its own
+  process, under its RBAC identity, a zero-latency runner: `true`): the time until every Job
+  exists (tasks/s launched, as a ratio of the raw rate; targets >= 35 tasks/s and >= 50%) and
+  until every task is Succeeded;
+- writes: the operator's apiserver write requests per task lifecycle, counted from the audit
+  log (target <= 8).
+
+Prints one JSON line per figure and writes them all to bench/results/launch.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from opspawn.dev.operator_process import OPERATOR_USER, operator_kubeconfig, start_operator
+from opspawn.dev.stack import DevStack
+from opspawn.operator.kube import load_api_client
+from opspawn.operator.runner_job import RunnerSettings, build_runner_job, build_task_secret
+
+RESULTS = Path(__file__).parent / "results" / "launch.json"
+RATE_TARGET = 35.0
+RATIO_TARGET = 0.5
+WRITES_TARGET = 8
+
+
+def emit(figures: list[dict[str, Any]], figure: dict[str, Any]) -> None:
+    print(json.dumps(figure), flush=True)
+    figures.append(figure)
+
+
+async def bounded(jobs: list[Callable[[], Awaitable[Any]]], concurrency: int) -> None:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(job: Callable[[], Awaitable[Any]]) -> None:
+        async with semaphore:
+            await job()
+
+    await asyncio.gather(*(one(job) for job in jobs))
+
+
+def task_body(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "opspawn.io/v1alpha1",
+        "kind": "AgentTask",
+        "metadata": {"name": name},
+        "spec": {
+            "goal": "benchmark",
+            "model": {"provider": "openai-compatible", "name": "m", "baseURL": "http://m/v1"},
+        },
+    }
+
+
+async def raw_rate(api: client.ApiClient, namespace: str, count: int, concurrency: int) -> float:
+    """Secrets and Jobs as the operator would make them, created directly."""
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    settings = RunnerSettings(image="bench", nats_url="nats://127.0.0.1:1", command=("true",))
+    bodies = []
+    for index in range(count):
+        fake = {
+            "metadata": {
+                "name": f"raw-{index:05d}",
+                "namespace": namespace,
+                "uid": f"{index:036d}",
+            },
+            "spec": task_body("x")["spec"],
+        }
+        secret, job = build_task_secret(fake, "k" * 32), build_runner_job(fake, 1, settings)
+        for obj in (secret, job):
+            obj["metadata"].pop("ownerReferences")
+        bodies.append((secret, job))
+
+    def create(secret: dict[str, Any], job: dict[str, Any]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await core.create_namespaced_secret(namespace, secret, _preload_content=False)
+            await batch.create_namespaced_job(namespace, job, _preload_content=False)
+
+        return run
+
+    started = time.perf_counter()
+    await bounded([create(s, j) for s, j in bodies], concurrency)
+    return count / (time.perf_counter() - started)
+
+
+async def count_jobs(api: client.ApiClient, namespace: str) -> int:
+    jobs = await client.BatchV1Api(api).list_namespaced_job(
+        namespace, label_selector="app.kubernetes.io/managed-by=opspawn"
+    )
+    return len(jobs.items)
+
+
+async def count_succeeded(api: client.ApiClient, namespace: str) -> int:
+    tasks = await client.CustomObjectsApi(api).list_namespaced_custom_object(
+        "opspawn.io", "v1alpha1", namespace, "agenttasks"
+    )
+    return sum(1 for t in tasks["items"] if (t.get("status") or {}).get("phase") == "Succeeded")
+
+
+async def wait_until(check: Callable[[], Awaitable[int]], want: int, limit_s: float) -> float:
+    started = time.perf_counter()
+    while await check() < want:
+        if time.perf_counter() - started > limit_s:
+            raise TimeoutError(f"not {want} after {limit_s:.0f}s")
+        await asyncio.sleep(0.1)
+    return time.perf_counter()
+
+
+def operator_writes(audit_log: Path, namespace: str) -> int:
+    writes = 0
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if (
+            entry.get("user", {}).get("username") == OPERATOR_USER
+            and (entry.get("objectRef") or {}).get("namespace") == namespace
+            and entry.get("stage") == "ResponseComplete"
+        ):
+            writes += 1
+    return writes
+
+
+async def measure(
+    stack: DevStack, count: int, concurrency: int, args_workers: int
+) -> list[dict[str, Any]]:
+    figures: list[dict[str, Any]] = []
+    api = await load_api_client(str(stack.kubeconfig))
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    raw_namespace, namespace = f"bench-raw-{count}", f"bench-launch-{count}"
+    for name in (raw_namespace, namespace):
+        await core.create_namespace({"metadata": {"name": name}})
+    raw = await raw_rate(api, raw_namespace, count, concurrency)
+
+    if stack.control_plane is None or stack.nats is None:
+        raise RuntimeError("the benchmark needs the stack's control plane and NATS")
+    operator = start_operator(
+        kubeconfig=operator_kubeconfig(stack.control_plane),
+        nats_url=stack.nats.url,
+        log_path=stack.workdir / f"operator-{count}.log",
+        args=[
+            "--namespace",
+            namespace,
+            "--runner-command",
+            shlex.join(["true"]),
+            "--workers",
+            "16",
+            "--log-level",
+            "WARNING",
+        ],
+    )
+    try:
+        started = time.perf_counter()
+        await bounded(
+            [
+                (
+                    lambda i=i: custom.create_namespaced_custom_object(
+                        "opspawn.io",
+                        "v1alpha1",
+                        namespace,
+                        "agenttasks",
+                        task_body(f"task-{i:05d}"),
+                        _preload_content=False,
+                    )
+                )
+                for i in range(count)
+            ],
+            concurrency,
+        )
+        created = time.perf_counter()
+        launched = await wait_until(lambda: count_jobs(api, namespace), count, 600)
+        finished = await wait_until(lambda: count_succeeded(api, namespace), count, 1200)
+    finally:
+        operator.stop()
+    rate = count / (launched - started)
+    emit(
+        figures,
+        {
+            "figure": "launch",
+            "tasks": count,
+            "concurrency": concurrency,
+            "create_s": round(created - started, 2),
+            "all_jobs_s": round(launched - started, 2),
+            "all_succeeded_s": round(finished - started, 2),
+            "tasks_launched_per_s": round(rate, 1),
+            "raw_jobs_per_s": round(raw, 1),
+            "ratio_to_raw": round(rate / raw, 3),
+            "target_tasks_per_s": RATE_TARGET,
+            "target_ratio": RATIO_TARGET,
+            "meets_target": rate >= RATE_TARGET and rate / raw >= RATIO_TARGET,
+        },
+    )
+    writes = operator_writes(stack.control_plane.audit_log_path, namespace) / count
+    emit(
+        figures,
+        {
+            "figure": "writes",
+            "tasks": count,
+            "operator_writes_per_task": round(writes, 2),
+            "target": WRITES_TARGET,
+            "meets_target": writes <= WRITES_TARGET,
+        },
+    )
+    await api.close()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=16, help="the operator's --workers")
+    args = parser.parse_args()
+    figures: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="opspawn-bench-") as workdir:
+        stack = DevStack(Path(workdir), with_postgres=False, audit_log=True)
+        stack.start()
+        try:
+            for count in args.tasks:
+                figures += asyncio.run(measure(stack, count, args.concurrency, args.workers))
+        finally:
+            stack.stop()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                },
+                "how": "one run per N; stack, operator and client share the 2 cores",
+                "figures": figures,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
