@@ -11,6 +11,13 @@ Wire format
     `schemaVersion` changes whenever a change is not backwards compatible; a consumer refuses a
     version it does not know (validation fails) rather than guessing.
 
+    Adding an event type is an additive change and keeps `schemaVersion` at 1: the events a
+    consumer knows keep their shape and meaning. A consumer older than a type refuses the
+    events of that type only (their `type` fails validation; the operator dead-letters them)
+    and goes on with the rest, so upgrade the consumer (the operator) before the publisher
+    (the runner image). Types added so far: `result_part` (the full text of a result too large
+    for its `result` event; see `ResultPayload`).
+
 Identity and ordering
     `sequence` starts at 1 for every attempt and increases by one per event. The `id` is derived
     from task uid, attempt and sequence, so the same logical event always carries the same id: it
@@ -24,11 +31,16 @@ Subjects and stream
     the operator creates it, the runner only publishes into it.
 
 Payload size
-    The serialized payload of an event is capped (`payload_limit`: 64 KiB, 256 KiB for `result`).
-    `build_event` enforces the cap by cutting the longest strings (marked with
-    `TRUNCATION_MARKER`) and, if that is not enough, by turning the largest JSON value into its
-    cut JSON text; the event then carries `truncated: true`. The full event is at most
+    The serialized payload of an event is capped (`payload_limit`: 64 KiB, 256 KiB for `result`
+    and `result_part`). `build_event` enforces the cap by cutting the longest strings (marked
+    with `TRUNCATION_MARKER`) and, if that is not enough, by turning the largest JSON value into
+    its cut JSON text; the event then carries `truncated: true`. The full event is at most
     `MAX_EVENT_BYTES`, well below NATS's default 1 MiB message limit.
+
+    The final result is the one payload that is never lost to the cap: when its `result` event
+    is cut, `result_part` events that follow it carry the full text in slices of at most
+    `RESULT_PART_BYTES` of serialized payload, which the cap never cuts (see `ResultPayload`
+    and `result_parts`).
 
 Signature
     HMAC-SHA256 with the task's key over the canonical serialization of the event without its
@@ -67,7 +79,8 @@ Runner exit codes (`RunnerExitCode`; the operator retries only the `retryable` o
 Termination message
     Whatever happens to NATS, the runner writes a `TerminationMessage` (JSON, at most 4096
     bytes, the kubelet's cap) to its termination-message file; the operator reads it from the
-    Pod status. It is a bounded summary; the full result travels in the `result` event.
+    Pod status. It is a bounded summary; the full result travels in the `result` event (and
+    its `result_part` events).
 """
 
 from __future__ import annotations
@@ -112,7 +125,11 @@ PAYLOAD_LIMIT_BYTES = 64 * 1024
 """Cap on the serialized payload of an event (except `result`)."""
 
 RESULT_PAYLOAD_LIMIT_BYTES = 256 * 1024
-"""Cap on the serialized payload of a `result` event (it carries the full result)."""
+"""Cap on the serialized payload of a `result` or `result_part` event."""
+
+RESULT_PART_BYTES = 192 * 1024
+"""Most bytes of serialized payload (canonical JSON) of one `result_part` event: well under
+its cap, so `build_event` never cuts a part."""
 
 MAX_EVENT_BYTES = 512 * 1024
 """Largest encoded event a consumer accepts."""
@@ -266,6 +283,7 @@ class EventType(StrEnum):
     USAGE = "usage"
     LOG = "log"
     RESULT = "result"
+    RESULT_PART = "result_part"
     ERROR = "error"
     FINISHED = "finished"
 
@@ -429,7 +447,17 @@ class LogPayload(Payload):
 
 
 class ResultPayload(Payload):
-    """The final result of the attempt."""
+    """The final result of the attempt.
+
+    A result whose payload does not fit `RESULT_PAYLOAD_LIMIT_BYTES` is cut (`build_event`):
+    `structured`, when set, is replaced by `TRUNCATION_MARKER`, `text` is cut to fit, and the
+    event carries `truncated: true`, while `size_bytes` and `sha256` still describe the FULL
+    text. The full text then follows in `result_part` events (`ResultPartPayload`) with index
+    0 .. count-1, published after this event (and before `finished`), whose texts
+    concatenated in index order are the full text: its SHA-256 is `sha256` (and, when
+    outputSchema is set, it parses to the full structured value). A result that fits has no
+    parts. `result_parts` makes the parts.
+    """
 
     event_type = EventType.RESULT
     text: str
@@ -451,6 +479,29 @@ class ResultPayload(Payload):
             size_bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
         )
+
+
+class ResultPartPayload(Payload):
+    """One slice of the full text of a result whose `result` event was cut (`ResultPayload`).
+
+    Parts `0 .. count-1` follow their `result` event; each slice holds whole characters, and
+    the slices concatenated in index order are the full result text. A part's serialized
+    payload is at most `RESULT_PART_BYTES`, so it is never cut itself.
+    """
+
+    event_type = EventType.RESULT_PART
+    index: int = Field(ge=0)
+    """Position of this slice, from 0."""
+    count: int = Field(ge=1)
+    """How many parts carry the result (the same in every part)."""
+    text: str
+    """The slice of the full result text."""
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> Self:
+        if self.index >= self.count:
+            raise ValueError(f"part index {self.index} is not below the count {self.count}")
+        return self
 
 
 class ErrorPayload(Payload):
@@ -490,6 +541,7 @@ EventPayload = (
     | UsagePayload
     | LogPayload
     | ResultPayload
+    | ResultPartPayload
     | ErrorPayload
     | FinishedPayload
 )
@@ -506,6 +558,7 @@ PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
         UsagePayload,
         LogPayload,
         ResultPayload,
+        ResultPartPayload,
         ErrorPayload,
         FinishedPayload,
     )
@@ -582,7 +635,9 @@ class RunnerEvent(WireModel):
 
 def payload_limit(event_type: EventType) -> int:
     """Cap on the serialized payload of an event of this type, in bytes."""
-    return RESULT_PAYLOAD_LIMIT_BYTES if event_type is EventType.RESULT else PAYLOAD_LIMIT_BYTES
+    if event_type in (EventType.RESULT, EventType.RESULT_PART):
+        return RESULT_PAYLOAD_LIMIT_BYTES
+    return PAYLOAD_LIMIT_BYTES
 
 
 def build_event(
@@ -594,7 +649,12 @@ def build_event(
 ) -> RunnerEvent:
     """An unsigned event of `task` with this sequence number, its payload cut to the cap."""
     data = payload.model_dump(mode="json", by_alias=True)
-    fitted, truncated = fit_json(data, payload_limit(payload.event_type))
+    limit = payload_limit(payload.event_type)
+    structured_dropped = False
+    if isinstance(payload, ResultPayload):
+        data, structured_dropped = _result_without_structured(data, limit)
+    fitted, truncated = fit_json(data, limit)
+    truncated = truncated or structured_dropped
     if truncated:
         payload = type(payload).model_validate(fitted)
     return RunnerEvent(
@@ -648,6 +708,61 @@ def verify_event(data: bytes, key: SigningKey, *, subject: str | None = None) ->
             f"event of {event.namespace}/{event.task_uid} arrived on subject {subject!r}"
         )
     return event
+
+
+def _result_without_structured(data: dict[str, Any], limit: int) -> tuple[dict[str, Any], bool]:
+    """A result payload that does not fit gives up its `structured` value first (for
+    TRUNCATION_MARKER), so that its text keeps as much as fits; (data, whether given up).
+
+    The structured value is the full text parsed, and the full text follows in `result_part`
+    events. Cut by `fit_json` instead, a large structured value of many short strings would be
+    cut a string at a time (slow) down to `sha256`, which must not be cut.
+    """
+    if data.get("structured") is None or len(canonical_json(data)) <= limit:
+        return data, False
+    return {**data, "structured": TRUNCATION_MARKER}, True
+
+
+# --------------------------------------------------------------------------- result parts
+
+_PART_OVERHEAD_BYTES = 96
+"""Room for everything of a part's serialized payload but its text (`{"count":…,"index":…,
+"text":…}` with 20-digit numbers is 70 bytes)."""
+
+
+def result_parts(text: str, structured: JsonValue = None) -> list[ResultPartPayload]:
+    """The `result_part` payloads that carry `text` after its `result` event; empty when the
+    result (`ResultPayload.of(text, structured)`) fits its event uncut.
+
+    Consecutive slices of `text`, each holding whole characters and as long as fits: the
+    serialized payload of each part (JSON escapes included) is at most `RESULT_PART_BYTES`.
+    Their texts concatenated in index order are `text`.
+    """
+    result = ResultPayload.of(text, structured).model_dump(mode="json", by_alias=True)
+    if len(canonical_json(result)) <= RESULT_PAYLOAD_LIMIT_BYTES:
+        return []
+    budget = RESULT_PART_BYTES - _PART_OVERHEAD_BYTES  # for the JSON string, quotes included
+    slices: list[str] = []
+    start = 0
+    while start < len(text):
+        # Every character takes at least one byte: the longest prefix of at most `budget`
+        # bytes of UTF-8 is the first guess, shortened while JSON escapes make it too long.
+        length = len(_cut_utf8(text[start : start + budget], budget - 2))
+        size = _json_string_bytes(text[start : start + length])
+        while size > budget:
+            length = max(1, min(length - 1, length * budget // size))
+            size = _json_string_bytes(text[start : start + length])
+        slices.append(text[start : start + length])
+        start += length
+    return [
+        ResultPartPayload(index=index, count=len(slices), text=piece)
+        for index, piece in enumerate(slices)
+    ]
+
+
+def _json_string_bytes(text: str) -> int:
+    """Size of `text` as a JSON string in canonical JSON (quotes and escapes included)."""
+    return len(json.dumps(text, ensure_ascii=False).encode())
 
 
 # --------------------------------------------------------------------------- truncation

@@ -1,4 +1,5 @@
-"""The end of an attempt: the `result`, `error` and `finished` events, the termination message."""
+"""The end of an attempt: the `result` (and `result_part`), `error` and `finished` events, the
+termination message."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from opspawn.api.events import (
     FinishedPayload,
     ResultPayload,
     TerminationMessage,
+    result_parts,
 )
 from opspawn.runner.exits import ExitReason, RunOutcome
 from opspawn.runner.sink import EventSink
@@ -17,9 +19,15 @@ from opspawn.runner.sink import EventSink
 async def report_outcome(
     events: EventSink, outcome: RunOutcome, *, duration_ms: int, redact: Callable[[str], str]
 ) -> None:
-    """Emit how the attempt ended: its result (if any), why it failed (if it did), finished."""
+    """Emit how the attempt ended: its result (if any), why it failed (if it did), finished.
+
+    A result too large for its `result` event (which is then cut) is followed by its
+    `result_part` events, which carry the full text.
+    """
     if outcome.result is not None:
         await events.emit(ResultPayload.of(outcome.result, outcome.structured))
+        for part in result_parts(outcome.result, outcome.structured):
+            await events.emit(part)
     if outcome.reason is not ExitReason.COMPLETED:
         await events.emit(
             ErrorPayload(

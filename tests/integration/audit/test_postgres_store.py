@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,13 +13,15 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 
-from opspawn.api.events import StepPayload
+from opspawn.api.events import ResultPartPayload, ResultPayload, StepPayload
 from opspawn.cli import main
 from opspawn.operator.audit import AuditStore, DeadLetter, Rejected, TaskSnapshot
+from opspawn.operator.audit.migrations import alembic_config
 from opspawn.operator.audit.schema import VERSION_TABLE, metadata
 from tests.unit.operator.audit.builders import (
     NAME,
@@ -25,6 +29,7 @@ from tests.unit.operator.audit.builders import (
     UID,
     attempt_events,
     dump,
+    large_text,
     many_events,
     signed,
     usage_after,
@@ -87,6 +92,29 @@ def test_the_migrations_build_exactly_the_metadata(database_url: str) -> None:
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
+
+
+def test_a_database_at_the_first_revision_migrates_to_head_with_its_rows(
+    database_url: str,
+) -> None:
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.execute(
+            sa.text(
+                "insert into tasks (task_uid, attempt, namespace, name, result_text, updated_at)"
+                " values ('old', 1, 'team-a', 'old', 'cut…', now())"
+            )
+        )
+    engine.dispose()
+    with AuditStore(database_url) as store:
+        assert store.schema_revision() == "0001"
+        store.migrate()
+        assert store.schema_revision() == AuditStore.head_revision() == "0002"
+        (old,) = store.attempts("old")
+        assert (old.result_text, old.result_parts) == ("cut…", None)
+        store.record_batch(attempt_events(steps=1, result=large_text(), structured=None))
+        assert store.attempts(UID)[0].result_text == large_text()
 
 
 def test_racing_migrations_wait_for_each_other(database_url: str) -> None:
@@ -225,3 +253,55 @@ def test_the_cli_reads_postgres(store: AuditStore, postgres_dsn: str) -> None:
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["record"] for line in lines][:2] == ["task", "event"]
+
+
+def test_a_1_mb_result_is_whole_in_postgres_whatever_the_delivery(
+    store: AuditStore, database_url: str
+) -> None:
+    """Parts out of order, over several batches, each delivered twice; the result event last."""
+    text = large_text()
+    events = attempt_events(steps=2, result=text, structured=None)
+    (result,) = [e for e in events if isinstance(e.payload, ResultPayload)]
+    parts = [e for e in events if isinstance(e.payload, ResultPartPayload)]
+    others = [e for e in events if e is not result and e not in parts]
+    assert result.truncated and len(parts) == 6
+    assert isinstance(result.payload, ResultPayload)
+    shuffled = parts * 2
+    random.Random(3).shuffle(shuffled)  # noqa: S311 - a reproducible shuffle, not a secret
+
+    store.record_batch(others)
+    store.record_batch(shuffled[:4])
+    assert store.attempts(UID)[0].result_text is None  # some parts are still missing
+    store.record_batch(shuffled[4:9])
+    store.record_batch(shuffled[9:])
+    unchecked = store.attempts(UID)[0]
+    assert (unchecked.result_text, unchecked.result_sha256) == (text, None)
+    store.record_batch([result, *parts[:2]])
+
+    (row,) = store.attempts(UID)
+    assert row.result_text == text
+    assert row.result_parts == 6
+    assert row.result_sha256 == result.payload.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert row.result_size_bytes == len(text.encode())
+    assert row.exit_code == 0
+    before = dump(database_url)
+    store.record_batch(events[::-1])
+    store.record_batch(parts)
+    assert dump(database_url) == before
+
+    with psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://")) as pg:
+        stored = pg.execute(
+            "select length(result_text), octet_length(result_text), result_parts from tasks"
+        ).fetchone()
+    assert stored == (len(text), len(text.encode()), 6)
+
+
+def test_a_large_structured_result_is_restored_whole_in_postgres(store: AuditStore) -> None:
+    structured = {"lines": large_text().splitlines(), "count": 1}
+    text = json.dumps(structured, ensure_ascii=False)
+    events = attempt_events(steps=1, result=text, structured=structured)
+    store.record_batch(events[len(events) // 2 :])
+    store.record_batch(events[: len(events) // 2])
+    (row,) = store.attempts(UID)
+    assert row.result_text == text
+    assert row.result_structured == structured

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
+from pathlib import Path
 
 import nats
 import pytest
@@ -11,10 +14,14 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
 from opspawn.api.events import (
+    MAX_EVENT_BYTES,
     MSG_ID_HEADER,
     STREAM_NAME,
+    EventType,
     EventVerificationError,
     LogPayload,
+    ResultPartPayload,
+    ResultPayload,
     RunnerEvent,
     SigningKey,
     StepPayload,
@@ -25,7 +32,10 @@ from opspawn.api.events import (
     verify_event,
 )
 from opspawn.dev.nats import NatsServer
+from opspawn.operator.audit import AuditStore
 from opspawn.runner.events import EventDeliveryError, EventPublisher, PublisherSettings
+from opspawn.runner.exits import ExitReason, RunOutcome
+from opspawn.runner.report import report_outcome
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -161,3 +171,62 @@ async def test_close_gives_up_after_its_timeout(
         EventDeliveryError, match=r"2 events were not acknowledged by JetStream within 0\.5s"
     ):
         await publisher.close(wait_seconds=0.5)
+
+
+async def test_a_1_mb_result_reaches_the_stream_in_parts_and_the_audit_store_whole(
+    nats_server: NatsServer, event_stream: NatsClient, tmp_path: Path
+) -> None:
+    text = "".join(f"{n:07d} ünïcödé résult line — 😀\n" for n in range(30_000))
+    assert len(text.encode()) > 1_000_000
+    outcome = RunOutcome(reason=ExitReason.COMPLETED, steps=4, result=text)
+    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+        await publisher.emit(StepPayload(step=1))
+        await report_outcome(publisher, outcome, duration_ms=10, redact=lambda s: s)
+
+    stored = await stored_events(event_stream)
+    events = [event for _, event in stored]
+    parts = [e.payload for e in events if isinstance(e.payload, ResultPartPayload)]
+    assert [e.type for e in events] == [
+        EventType.STEP,
+        EventType.RESULT,
+        *[EventType.RESULT_PART] * len(parts),
+        EventType.FINISHED,
+    ]
+    assert len(parts) > 1
+    assert all(len(event.to_bytes()) <= MAX_EVENT_BYTES for event in events)
+    result = events[1]
+    assert isinstance(result.payload, ResultPayload) and result.truncated
+    assert not any(e.truncated for e in events if e.type is EventType.RESULT_PART)
+    full = "".join(part.text for part in sorted(parts, key=lambda p: p.index))
+    assert full == text
+    assert hashlib.sha256(full.encode()).hexdigest() == result.payload.sha256
+
+    with AuditStore(f"sqlite:///{tmp_path / 'audit.db'}") as audit:
+        audit.migrate()
+        audit.record_batch(events)
+        (attempt,) = audit.attempts(TASK.task_uid)
+    assert attempt.result_text == text
+    assert attempt.result_parts == len(parts)
+    assert attempt.exit_code == 0
+
+
+async def test_a_1_mb_structured_result_is_published_promptly_and_stored_whole(
+    nats_server: NatsServer, event_stream: NatsClient, tmp_path: Path
+) -> None:
+    structured = {"rows": [{"n": n, "name": f"row {n}"} for n in range(40_000)]}
+    text = json.dumps(structured, ensure_ascii=False)
+    assert len(text.encode()) > 1_000_000
+    outcome = RunOutcome(reason=ExitReason.COMPLETED, steps=1, result=text, structured=structured)
+    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+        async with asyncio.timeout(10):  # cut a short string at a time, it took minutes
+            await report_outcome(publisher, outcome, duration_ms=10, redact=lambda s: s)
+
+    events = [event for _, event in await stored_events(event_stream)]
+    assert events[0].type is EventType.RESULT and events[-1].type is EventType.FINISHED
+    assert isinstance(events[0].payload, ResultPayload) and events[0].truncated
+    with AuditStore(f"sqlite:///{tmp_path / 'audit.db'}") as audit:
+        audit.migrate()
+        audit.record_batch(events)
+        (attempt,) = audit.attempts(TASK.task_uid)
+    assert attempt.result_text == text
+    assert attempt.result_structured == structured

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import JsonValue
 
 from opspawn.api import events as ev
 
@@ -180,6 +183,127 @@ def test_result_has_a_larger_cap_and_a_digest() -> None:
     assert isinstance(huge.payload, ev.ResultPayload)
     assert huge.payload.size_bytes == 300_000
     assert huge.payload.sha256 == ev.ResultPayload.of("r" * 300_000).sha256
+
+
+# --------------------------------------------------------------------------- result parts
+
+
+def part_bytes(part: ev.ResultPartPayload) -> int:
+    return len(ev.canonical_json(part.model_dump(mode="json", by_alias=True)))
+
+
+def assert_carries(parts: list[ev.ResultPartPayload], text: str) -> None:
+    """The parts are 0..count-1, within their size, never empty, and add up to `text`."""
+    assert parts
+    assert [part.index for part in parts] == list(range(len(parts)))
+    assert {part.count for part in parts} == {len(parts)}
+    assert "".join(part.text for part in parts) == text
+    for part in parts:
+        assert part.text
+        assert part_bytes(part) <= ev.RESULT_PART_BYTES
+        event = signed(part, sequence=2 + part.index)
+        assert not event.truncated
+        assert event.payload == part  # the cap never touches a part
+        assert len(event.to_bytes()) <= ev.MAX_EVENT_BYTES
+
+
+def test_a_result_that_fits_has_no_parts() -> None:
+    assert ev.result_parts("") == []
+    assert ev.result_parts("All done.") == []
+    text = "r" * 200_000
+    assert not signed(ev.ResultPayload.of(text)).truncated
+    assert ev.result_parts(text) == []
+
+
+def test_a_1_mb_result_travels_in_parts_that_add_up_to_it() -> None:
+    text = "".join(f"line {n}: the quick brown fox\n" for n in range(40_000))[:1_000_000]
+    assert len(text.encode()) == 1_000_000
+    result = signed(ev.ResultPayload.of(text))
+    assert result.truncated
+    assert isinstance(result.payload, ev.ResultPayload)
+    assert result.payload.text != text
+    assert result.payload.size_bytes == 1_000_000
+
+    parts = ev.result_parts(text)
+
+    assert_carries(parts, text)
+    assert len(parts) == 6  # 1 MB in slices of about 192 KiB
+    assert all(part_bytes(part) > ev.RESULT_PART_BYTES - 1024 for part in parts[:-1])
+    joined = "".join(part.text for part in parts).encode()
+    assert hashlib.sha256(joined).hexdigest() == result.payload.sha256
+
+
+@pytest.mark.parametrize("char", ["é", "€", "😀", "a€😀é"])
+def test_parts_never_split_a_character(char: str) -> None:
+    # Multi-byte characters at every offset, so slice ends fall inside them unless avoided.
+    text = ("x" + char) * (600_000 // len(("x" + char).encode()))
+    parts = ev.result_parts(text)
+    assert_carries(parts, text)
+    for part in parts:
+        assert part.text.encode().decode() == part.text
+        assert part_bytes(part) > ev.RESULT_PART_BYTES - 1024 or part is parts[-1]
+
+
+def test_escaped_characters_count_at_their_serialized_size() -> None:
+    # \x01 takes six bytes in JSON (\u0001), quote, backslash and newline two each.
+    for unit in ("\x01", '"', "\\", "\n", 'ab"\n\x00\\é\x1f😀'):
+        text = unit * (700_000 // len(unit))
+        parts = ev.result_parts(text)
+        assert_carries(parts, text)
+
+
+def test_a_structured_result_is_judged_by_its_whole_payload() -> None:
+    # The text alone would fit, but text and structured together do not: the event is cut.
+    structured: JsonValue = {"items": [f"item {n}" for n in range(10_000)]}
+    text = json.dumps(structured)
+    assert 100_000 < len(text.encode()) < ev.RESULT_PAYLOAD_LIMIT_BYTES
+    assert signed(ev.ResultPayload.of(text, structured)).truncated
+    parts = ev.result_parts(text, structured)
+    assert_carries(parts, text)
+    assert len(parts) == 1
+
+
+def test_a_large_structured_result_gives_up_structured_and_keeps_its_text() -> None:
+    # Many short strings: cut one at a time they took minutes and ended cutting sha256.
+    structured: JsonValue = {
+        "lines": [f"{n:07d} a short line of the answer" for n in range(30_000)]
+    }
+    text = json.dumps(structured)
+    started = time.perf_counter()
+    event = signed(ev.ResultPayload.of(text, structured))
+    assert time.perf_counter() - started < 5
+    assert event.truncated
+    assert isinstance(event.payload, ev.ResultPayload)
+    assert event.payload.structured == ev.TRUNCATION_MARKER
+    assert event.payload.text.endswith(ev.TRUNCATION_MARKER)
+    assert text.startswith(event.payload.text.removesuffix(ev.TRUNCATION_MARKER))
+    assert len(event.payload.text) > 200_000  # the text keeps what fits
+    assert event.payload.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert event.payload.size_bytes == len(text.encode())
+    assert len(event.to_bytes()) <= ev.MAX_EVENT_BYTES
+    assert_carries(ev.result_parts(text, structured), text)
+    # a structured result that fits is left alone
+    small: JsonValue = {"answer": 42}
+    fits = signed(ev.ResultPayload.of(json.dumps(small), small))
+    assert not fits.truncated
+    assert isinstance(fits.payload, ev.ResultPayload) and fits.payload.structured == small
+
+
+def test_a_result_part_round_trips_and_is_checked() -> None:
+    part = ev.ResultPartPayload(index=2, count=3, text="slice")
+    event = signed(part, sequence=9)
+    assert event.type is ev.EventType.RESULT_PART
+    wire = json.loads(event.to_bytes())
+    assert (wire["type"], wire["payload"]) == (
+        "result_part",
+        {"index": 2, "count": 3, "text": "slice"},
+    )
+    assert ev.verify_event(event.to_bytes(), KEY, subject=TASK.subject) == event
+    assert ev.payload_limit(ev.EventType.RESULT_PART) == ev.RESULT_PAYLOAD_LIMIT_BYTES
+    assert ev.RESULT_PART_BYTES < ev.RESULT_PAYLOAD_LIMIT_BYTES
+    for index, count in ((3, 3), (-1, 3), (0, 0)):
+        with pytest.raises(ValueError, match=r"index|count|greater"):
+            ev.ResultPartPayload(index=index, count=count, text="x")
 
 
 def test_every_event_type_has_a_payload_model() -> None:

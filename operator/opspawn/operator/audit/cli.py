@@ -479,11 +479,20 @@ def summarize(event: EventRecord) -> str:
             f"exit {_get(p, 'exitCode')} {_get(p, 'reason')}, {_get(p, 'steps', 0)} steps, "
             f"{_duration_ms(_get(p, 'durationMs', 0))}"
         )
-    else:
-        text = _dumps(p)
+    else:  # a result part is a slice of up to 192 KiB: its size and beginning only
+        text = _result_part_summary(p) if kind == "result_part" else _dumps(p)
     if event.truncated:
         text = "(cut to fit) " + text
     return _one_line(text)
+
+
+def _result_part_summary(payload: dict[str, Any]) -> str:
+    """`part 2/6, 196,510 bytes: <its beginning>` (parts count from 1 here)."""
+    part = str(payload.get("text") or "")
+    return (
+        f"part {_get(payload, 'index', 0) + 1}/{_get(payload, 'count', 1)}, "
+        f"{_count(len(part.encode()))} bytes: {part[:SUMMARY_CHARS]}"
+    )
 
 
 @audit.command("events")

@@ -116,6 +116,9 @@ class TaskRecord:
     result_sha256: str | None
     result_size_bytes: int | None
     result_sequence: int | None
+    result_parts: int | None
+    """How many `result_part` events `result_text` was reassembled from; None when it is the
+    text of the `result` event (cut when the result was larger than that event)."""
     spec: Any
     updated_at: datetime
 

@@ -95,6 +95,9 @@ tasks = sa.Table(
     sa.Column("result_sha256", sa.String(64)),
     sa.Column("result_size_bytes", sa.BigInteger()),
     sa.Column("result_sequence", sa.BigInteger()),
+    # How many `result_part` events `result_text` was reassembled from (the full text of a
+    # result too large for its `result` event); NULL while it is the `result` event's own text.
+    sa.Column("result_parts", sa.Integer()),
     sa.Column("spec", json_type()),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_tasks_namespace_name", "namespace", "name"),

@@ -16,6 +16,23 @@ Idempotency
     sequence is kept in `usage_sequence`), likewise the result (`result_sequence`); steps only
     grow (`max`); `started` and `finished` occur once per attempt.
 
+Results larger than their event
+    A result too large for its `result` event arrives cut there, followed by `result_part`
+    events carrying the full text (`opspawn.api.events.ResultPayload`). The parts are stored as
+    events like any other. Whenever a batch brings a new part, or a new cut `result` event, of
+    an attempt, the store looks at all the parts of that attempt stored so far (in the same
+    transaction, after the upsert): once every index 0 .. count-1 is there (the parts that
+    follow the row's result event; of two parts with one index the earlier), their texts
+    concatenated become `result_text`, and `result_parts` their count. The concatenation must
+    hash to the result's `sha256`; if it does not, the cut text stays (and a warning is
+    logged). While the `result` event itself is not stored yet, the concatenation is kept
+    unchecked (`result_sha256` is NULL then) and checked when it arrives. When the result is
+    structured, `result_structured` becomes the full text parsed. The row is a function of the
+    stored events, so any order, any split into batches and any replay give the same row. A
+    result whose text held NUL characters cannot pass the check (they are stored as U+FFFD)
+    and keeps its cut text. The parts' texts are read only once the set is complete; a result
+    that fitted its event costs nothing extra.
+
 Who wins where operator and runner both know a field
     The runner's events win for what the runner observed: model provider and name, pod name,
     started_at and finished_at (a snapshot only fills them while no event has). The operator wins
@@ -34,6 +51,7 @@ What the store never refuses
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -56,6 +74,7 @@ from sqlalchemy.pool import StaticPool
 from opspawn.api.events import (
     EventType,
     FinishedPayload,
+    ResultPartPayload,
     ResultPayload,
     RunnerEvent,
     StartedPayload,
@@ -111,6 +130,7 @@ _RESULT_COLUMNS = (
     "result_sha256",
     "result_size_bytes",
     "result_sequence",
+    "result_parts",
 )
 
 
@@ -218,6 +238,9 @@ class _Attempt:
     steps: int = 0
     latest: dict[EventType, RunnerEvent] = field(default_factory=dict)
     """The event of each aggregated type with the highest sequence."""
+    assemble: bool = False
+    """Whether the batch brought a `result_part` or a cut `result`: the full result text may
+    now be complete."""
 
     def add(self, event: RunnerEvent) -> None:
         payload = event.payload
@@ -225,6 +248,10 @@ class _Attempt:
             self.steps = max(self.steps, payload.step)
         elif isinstance(payload, FinishedPayload):
             self.steps = max(self.steps, payload.steps)
+        elif isinstance(payload, ResultPartPayload) or (
+            isinstance(payload, ResultPayload) and event.truncated
+        ):
+            self.assemble = True
         if event.type in (
             EventType.STARTED,
             EventType.USAGE,
@@ -259,6 +286,7 @@ class _Attempt:
             "result_sha256": None,
             "result_size_bytes": None,
             "result_sequence": None,
+            "result_parts": None,
             "exit_code": None,
             "reason": None,
             "duration_ms": None,
@@ -310,6 +338,49 @@ def _attempts(new_events: Iterable[RunnerEvent]) -> list[_Attempt]:
         attempt.add(event)
     # A fixed order of row locks, so two writers never deadlock on the same tasks.
     return [attempts[key] for key in sorted(attempts)]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A stored `result_part` event, without its text."""
+
+    event_id: str
+    sequence: int
+    index: int
+    count: int
+
+
+@dataclass(frozen=True)
+class _ResultRow:
+    """The result columns of a task row that decide how its parts are assembled."""
+
+    sequence: int | None
+    sha256: str | None
+    parts: int | None
+    structured: bool
+
+
+def _complete_parts(parts: Iterable[_Part], result_sequence: int | None) -> list[_Part] | None:
+    """The parts that carry the full text of the result at `result_sequence` (of any result,
+    when that is None), in index order; None while some are missing.
+
+    The parts of a result follow it, so parts older than it are ignored. The first of them
+    says how many there are; of two parts with one index the earlier wins.
+    """
+    following = sorted(
+        (p for p in parts if result_sequence is None or p.sequence > result_sequence),
+        key=lambda p: p.sequence,
+    )
+    if not following:
+        return None
+    count = following[0].count
+    chosen: dict[int, _Part] = {}
+    for part in following:
+        if part.count == count:
+            chosen.setdefault(part.index, part)
+    if len(chosen) < count:
+        return None
+    return [chosen[index] for index in range(count)]
 
 
 def _event_row(event: RunnerEvent, now: datetime) -> dict[str, Any]:
@@ -502,6 +573,9 @@ class AuditStore:
                 connection.execute(
                     self._upsert_from_events, [attempt.row(now) for attempt in attempts]
                 )
+                self._assemble_results(
+                    connection, [(a.task_uid, a.attempt) for a in attempts if a.assemble]
+                )
             if rejections:
                 connection.execute(
                     self._insert_security_events, [_security_row(item) for item in rejections]
@@ -557,6 +631,111 @@ class AuditStore:
         for array in _json_chunks(rows):
             inserted.update(connection.execute(self._insert_events, {"rows": array}).scalars())
         return inserted
+
+    def _assemble_results(self, connection: Connection, keys: list[tuple[str, int]]) -> None:
+        """Put the full text of each of these attempts' results into its task row once all its
+        `result_part` events are stored (see "Results larger than their event" above).
+
+        Runs after the upsert, in its transaction. One query finds the parts (without their
+        texts) and one the rows; the texts are read only for the complete sets.
+        """
+        if not keys:
+            return
+        e, t = events_table.c, tasks_table.c
+        parts: dict[tuple[str, int], list[_Part]] = {}
+        found = connection.execute(
+            sa.select(
+                e.task_uid,
+                e.attempt,
+                e.event_id,
+                e.sequence,
+                e.payload["index"].as_integer(),
+                e.payload["count"].as_integer(),
+            ).where(
+                sa.tuple_(e.task_uid, e.attempt).in_(keys),
+                e.type == EventType.RESULT_PART.value,
+            )
+        )
+        for uid, attempt, event_id, sequence, index, count in found:
+            parts.setdefault((uid, attempt), []).append(_Part(event_id, sequence, index, count))
+        rows = {
+            (uid, attempt): _ResultRow(sequence, sha256, assembled, bool(structured))
+            for uid, attempt, sequence, sha256, assembled, structured in connection.execute(
+                sa.select(
+                    t.task_uid,
+                    t.attempt,
+                    t.result_sequence,
+                    t.result_sha256,
+                    t.result_parts,
+                    t.result_structured.is_not(None),
+                ).where(sa.tuple_(t.task_uid, t.attempt).in_(keys))
+            )
+        }
+        for key in keys:
+            row = rows.get(key)
+            if row is None:
+                continue
+            complete = _complete_parts(parts.get(key, ()), row.sequence)
+            values = None if complete is None else self._full_result(connection, key, row, complete)
+            if values is None:
+                if row.parts is None:
+                    continue  # the row holds the result event's own text: nothing to undo
+                values = self._result_event_values(connection, key, row.sequence)
+            connection.execute(
+                sa.update(tasks_table)
+                .where(t.task_uid == key[0], t.attempt == key[1])
+                .values(**values)
+            )
+
+    def _full_result(
+        self, connection: Connection, key: tuple[str, int], row: _ResultRow, parts: list[_Part]
+    ) -> dict[str, Any] | None:
+        """The result columns for the text the parts carry; None when it fails the check."""
+        e = events_table.c
+        found = connection.execute(
+            sa.select(e.event_id, e.payload["text"].as_string()).where(
+                e.event_id.in_([part.event_id for part in parts])
+            )
+        )
+        texts: dict[str, str | None] = {event_id: text for event_id, text in found}
+        full = "".join(texts.get(part.event_id) or "" for part in parts)
+        if row.sha256 is not None and hashlib.sha256(full.encode()).hexdigest() != row.sha256:
+            logger.warning(
+                "the %d result parts of %s attempt %d do not hash to the result's sha256; "
+                "the audit store keeps the cut result",
+                len(parts),
+                key[0],
+                key[1],
+            )
+            return None
+        values: dict[str, Any] = {"result_text": full, "result_parts": len(parts)}
+        if row.structured:  # not JSON after all (never, from the runner): the cut one stays
+            with contextlib.suppress(ValueError, RecursionError):
+                values["result_structured"] = clean_json(json.loads(full))
+        return values
+
+    def _result_event_values(
+        self, connection: Connection, key: tuple[str, int], sequence: int | None
+    ) -> dict[str, Any]:
+        """The result columns as the result event at `sequence` alone fills them (none when
+        there is no result event): to undo an assembly that no longer holds."""
+        values: dict[str, Any] = {
+            "result_text": None,
+            "result_structured": None,
+            "result_parts": None,
+        }
+        if sequence is None:
+            return values
+        e = events_table.c
+        payload = connection.execute(
+            sa.select(e.payload).where(
+                e.task_uid == key[0], e.attempt == key[1], e.sequence == sequence
+            )
+        ).scalar_one_or_none()
+        if isinstance(payload, dict):
+            values["result_text"] = payload.get("text")
+            values["result_structured"] = payload.get("structured")
+        return values
 
     def record_task(self, snapshot: TaskSnapshot) -> None:
         """Upsert what the operator knows about one attempt; `None` fields change nothing."""

@@ -24,6 +24,7 @@ from opspawn.api.events import (
     ToolResultPayload,
     UsagePayload,
     build_event,
+    result_parts,
     sign_event,
 )
 from opspawn.operator.audit.schema import dead_letters, events, security_events, tasks
@@ -54,11 +55,13 @@ def attempt_payloads(
     provider: str = "openai",
     model: str = "gpt-4.1-mini",
     result: str | None = "All done.",
+    structured: JsonValue = STRUCTURED,
     exit_code: int = 0,
     reason: str = "Completed",
 ) -> list[EventPayload]:
     """started, then per step: step, llm_call, tool_call, tool_result, usage; then a log line,
-    the result (when there is one) and finished."""
+    the result (when there is one, followed by its parts when it is too large for its event,
+    as the runner sends it) and finished."""
     payloads: list[EventPayload] = [
         StartedPayload(
             model_provider=provider, model_name=model, runner_version="0.1", pod_name="pod-1"
@@ -97,7 +100,8 @@ def attempt_payloads(
         ]
     payloads.append(LogPayload(level="info", message="wrapping up"))
     if result is not None:
-        payloads.append(ResultPayload.of(result, STRUCTURED))
+        payloads.append(ResultPayload.of(result, structured))
+        payloads += result_parts(result, structured)
     payloads.append(
         FinishedPayload(exit_code=exit_code, reason=reason, steps=steps, duration_ms=4321)
     )
@@ -128,10 +132,18 @@ def attempt_events(steps: int = 3, **options: Any) -> list[RunnerEvent]:
     """A whole attempt (see `attempt_payloads`); `options` go to `signed` or `attempt_payloads`."""
     payload_options = {
         key: options.pop(key)
-        for key in ("provider", "model", "result", "exit_code", "reason")
+        for key in ("provider", "model", "result", "structured", "exit_code", "reason")
         if key in options
     }
     return signed(attempt_payloads(steps, **payload_options), **options)
+
+
+def large_text(size: int = 1_000_000) -> str:
+    """`size` bytes of multi-line text with multi-byte characters (about 1 MB by default)."""
+    line = "{:07d} résumé of the findings, step by step — ok ✓\n"
+    unit = len(line.format(0).encode())
+    text = "".join(line.format(n) for n in range(size // unit + 1))
+    return text.encode()[:size].decode(errors="ignore")
 
 
 def many_events(total: int, *, per_attempt: int = 499) -> list[RunnerEvent]:

@@ -12,7 +12,14 @@ from click.testing import CliRunner, Result
 from opspawn.cli import main
 from opspawn.dev.ports import free_port
 from opspawn.operator.audit import AuditStore, Rejected, TaskSnapshot
-from tests.unit.operator.audit.builders import NAME, NAMESPACE, T0, UID, attempt_events
+from tests.unit.operator.audit.builders import (
+    NAME,
+    NAMESPACE,
+    T0,
+    UID,
+    attempt_events,
+    large_text,
+)
 
 
 @pytest.fixture
@@ -208,9 +215,27 @@ def test_a_missing_or_empty_database_is_an_error(tmp_path: Path) -> None:
     assert empty.exit_code == 1 and "has no schema yet" in empty.output
 
 
+def test_a_large_result_shows_whole_and_its_parts_as_short_lines(
+    store: AuditStore, url: str
+) -> None:
+    text = large_text()
+    store.record_batch(attempt_events(steps=1, result=text, structured=None))
+    lines = ok(url, "events", f"{NAMESPACE}/{NAME}").splitlines()
+    parts = [line for line in lines if "result_part" in line]
+    assert len(parts) == 6
+    assert "part 1/6, 193," in parts[0] and "bytes: 0000000 résumé" in parts[0]
+    assert all(len(line) < 250 for line in lines)
+    shown = ok(url, "show", UID)
+    assert "1,000,000 bytes" in shown
+    assert "stored cut" not in shown
+    document = json.loads(ok(url, "show", UID, "-o", "json"))
+    assert document["attempts"][0]["result_text"] == text
+    assert document["attempts"][0]["result_parts"] == 6
+
+
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
-    assert "at schema revision 0001" in ok(url, "migrate")
+    assert "at schema revision 0002" in ok(url, "migrate")
     assert ok(url, "list", "-o", "json").strip() == "[]"
 
 

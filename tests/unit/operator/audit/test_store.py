@@ -10,8 +10,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from pydantic import JsonValue
 
-from opspawn.api.events import ResultPayload, StepPayload, UsagePayload
+from opspawn.api.events import (
+    ResultPartPayload,
+    ResultPayload,
+    RunnerEvent,
+    StepPayload,
+    UsagePayload,
+)
 from opspawn.operator.audit import (
     AuditStore,
     AuditStoreError,
@@ -20,6 +29,7 @@ from opspawn.operator.audit import (
     TaskRecord,
     TaskSnapshot,
 )
+from opspawn.operator.audit.migrations import alembic_config
 from opspawn.operator.audit.records import EXCERPT_MAX_CHARS
 from opspawn.operator.audit.store import normalise_url, redact_url
 from tests.unit.operator.audit.builders import (
@@ -30,6 +40,7 @@ from tests.unit.operator.audit.builders import (
     UID,
     attempt_events,
     dump,
+    large_text,
     signed,
     usage_after,
 )
@@ -54,11 +65,30 @@ def test_migrate_creates_the_schema_once(url: str) -> None:
     try:
         assert store.schema_revision() is None
         store.migrate()
-        assert store.schema_revision() == AuditStore.head_revision() == "0001"
+        assert store.schema_revision() == AuditStore.head_revision() == "0002"
         store.migrate()
-        assert store.schema_revision() == "0001"
+        assert store.schema_revision() == "0002"
     finally:
         store.close()
+
+
+def test_a_database_at_the_first_revision_is_migrated_with_its_rows(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.execute(
+            sa.text(
+                "insert into tasks (task_uid, attempt, namespace, name, result_text, updated_at)"
+                " values ('old', 1, 'team-a', 'old', 'cut…', '2026-01-01 00:00:00')"
+            )
+        )
+    engine.dispose()
+    with AuditStore(url) as store:
+        assert store.schema_revision() == "0001"
+        store.migrate()
+        assert store.schema_revision() == "0002"
+        (old,) = store.attempts("old")
+        assert (old.result_text, old.result_parts) == ("cut…", None)
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -198,6 +228,141 @@ def test_attempts_are_separate_rows(store: AuditStore) -> None:
         "All done.",
         2,
     )
+
+
+# --------------------------------------------------------------------------- large results
+
+BIG = large_text()
+
+
+def big_result_events(
+    **options: object,
+) -> tuple[list[RunnerEvent], RunnerEvent, list[RunnerEvent]]:
+    """A whole attempt with a 1 MB result: (all its events, the result event, its parts)."""
+    events = attempt_events(steps=2, result=BIG, structured=None, **options)
+    (result,) = [e for e in events if isinstance(e.payload, ResultPayload)]
+    parts = [e for e in events if isinstance(e.payload, ResultPartPayload)]
+    return events, result, parts
+
+
+def test_a_1_mb_result_is_reassembled_from_its_parts(store: AuditStore) -> None:
+    events, result, parts = big_result_events()
+    assert result.truncated and len(parts) == 6
+    assert isinstance(result.payload, ResultPayload)
+
+    store.record_batch(events)
+
+    row = only_attempt(store)
+    assert row.result_text == BIG
+    assert row.result_parts == 6
+    assert row.result_sha256 == result.payload.sha256
+    assert row.result_size_bytes == len(BIG.encode())
+    assert row.result_sequence == result.sequence
+    assert row.exit_code == 0
+    # the events themselves are stored as sent: the cut result and the parts
+    stored = {e.event_id: e for e in store.events(UID)}
+    assert stored[result.id].payload["text"] != BIG
+    assert stored[result.id].truncated
+    assert "".join(stored[p.id].payload["text"] for p in parts) == BIG
+
+
+def test_parts_out_of_order_over_batches_and_twice_give_the_same_row(tmp_path: Path) -> None:
+    events, result, parts = big_result_events()
+    reference = AuditStore(f"sqlite:///{tmp_path / 'reference.db'}")
+    reference.migrate()
+    reference.record_batch(events)
+    expected = without_updated_at(only_attempt(reference))
+    reference.close()
+    assert expected.result_text == BIG
+
+    shuffler = random.Random(11)  # noqa: S311 - a reproducible shuffle, not a secret
+    for trial in range(5):
+        url = f"sqlite:///{tmp_path / f'trial-{trial}.db'}"
+        store = AuditStore(url)
+        store.migrate()
+        order = [*events, *events]  # every event delivered twice
+        shuffler.shuffle(order)
+        cuts = sorted(shuffler.sample(range(1, len(order)), 6))
+        for start, end in zip([0, *cuts], [*cuts, len(order)], strict=True):
+            store.record_batch(order[start:end])
+        assert without_updated_at(only_attempt(store)) == expected, f"trial {trial}"
+        before = dump(url)
+        store.record_batch(parts[::-1])
+        store.record_batch([result, *parts])
+        assert dump(url) == before, f"trial {trial}: a replay changed something"
+        store.close()
+
+
+def test_parts_before_their_result_are_checked_when_it_arrives(store: AuditStore) -> None:
+    _, result, parts = big_result_events()
+    store.record_batch(parts[3:])
+    assert only_attempt(store).result_text is None  # incomplete: nothing to show yet
+    store.record_batch(parts[:3])
+    row = only_attempt(store)
+    assert (row.result_text, row.result_parts, row.result_sha256) == (BIG, 6, None)
+
+    store.record_batch([result])
+
+    row = only_attempt(store)
+    assert (row.result_text, row.result_parts) == (BIG, 6)
+    assert isinstance(result.payload, ResultPayload)
+    assert row.result_sha256 == result.payload.sha256
+
+
+def test_until_every_part_is_there_the_cut_result_stays(store: AuditStore) -> None:
+    events, result, parts = big_result_events()
+    assert isinstance(result.payload, ResultPayload)
+    store.record_batch([e for e in events if e.id != parts[2].id])
+    row = only_attempt(store)
+    assert row.result_text == result.payload.text
+    assert row.result_parts is None
+
+    store.record_batch([parts[2]])
+
+    assert only_attempt(store).result_text == BIG
+
+
+def test_parts_that_do_not_match_the_digest_leave_the_cut_result(store: AuditStore) -> None:
+    events, result, parts = big_result_events()
+    assert isinstance(result.payload, ResultPayload)
+    forged = [
+        signed(
+            [ResultPartPayload(index=i, count=len(parts), text=p.text.replace("ok", "KO"))],
+            first_sequence=part.sequence,
+        )[0]
+        for i, part in enumerate(parts)
+        if isinstance(p := part.payload, ResultPartPayload)
+    ]
+    store.record_batch([e for e in events if e not in parts] + forged)
+    row = only_attempt(store)
+    assert (row.result_text, row.result_parts) == (result.payload.text, None)
+
+
+def test_parts_older_than_the_result_do_not_belong_to_it(store: AuditStore) -> None:
+    stray = signed([ResultPartPayload(index=0, count=1, text="stray")])
+    store.record_batch(stray)
+    assert (only_attempt(store).result_text, only_attempt(store).result_parts) == ("stray", 1)
+    # a cut result after it: the stray part precedes it, so it carries none of its text
+    (result,) = signed([ResultPayload.of(BIG)], first_sequence=2)
+    store.record_batch([result])
+    row = only_attempt(store)
+    assert row.result_parts is None
+    assert isinstance(result.payload, ResultPayload)
+    assert row.result_text == result.payload.text
+
+
+def test_a_large_structured_result_is_restored_whole(store: AuditStore) -> None:
+    lines: list[JsonValue] = [*BIG.splitlines()]
+    structured: JsonValue = {"lines": lines}
+    text = json.dumps(structured, ensure_ascii=False)
+    events = attempt_events(steps=1, result=text, structured=structured)
+    (result,) = [e for e in events if isinstance(e.payload, ResultPayload)]
+    assert result.truncated
+    store.record_batch(events[::-1])
+    row = only_attempt(store)
+    assert row.result_text == text
+    assert row.result_structured == structured
+    assert row.result_parts is not None and row.result_parts > 1
 
 
 # --------------------------------------------------------------------------- snapshots
