@@ -83,11 +83,14 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, start_test_operator: StartOperator) -> Iterator[Pipeline]:
+def pipeline(
+    tmp_path: Path, start_test_operator: StartOperator, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    """Parametrize indirectly with a mock-model script to replace SCRIPT."""
     nats_server = NatsServer(tmp_path / "nats")
     postgres = Postgres(tmp_path / "postgres")
     script = tmp_path / "script.yaml"
-    script.write_text(yaml.safe_dump(SCRIPT))
+    script.write_text(yaml.safe_dump(getattr(request, "param", SCRIPT)))
     port = free_port()
     model = ManagedProcess(
         name="mock-model",
@@ -256,6 +259,34 @@ def test_events_reach_postgres_and_status(
         published_ids(pipeline, tasks.namespace, tasks.get("mirrored")["metadata"]["uid"])
     )
     assert "started" in lines[0] and "finished" in lines[-1]
+
+
+BIG_RESULT = "".join(f"line {i:06d}: {'x' * 50}\n" for i in range(17_000))  # ~1 MB
+
+
+@pytest.mark.parametrize("pipeline", [{"turns": [{"text": BIG_RESULT}]}], indirect=True)
+def test_a_1_mb_result_is_whole_in_postgres_and_bounded_in_status(
+    pipeline: Pipeline, tasks: Tasks
+) -> None:
+    assert len(BIG_RESULT.encode()) > 1_000_000
+    pipeline.operator()
+    tasks.create(task("big"))
+
+    assert finish(tasks, "big")["reason"] == "Completed"
+
+    assert_audit_matches_stream(pipeline, tasks, "big")
+    task_object = tasks.get("big")
+    assert len(json.dumps(task_object["status"])) < 16_384
+    result = task_object["status"]["result"]
+    assert result["truncated"] is True
+    assert result["sizeBytes"] == len(BIG_RESULT.encode())
+    assert BIG_RESULT.startswith(result["preview"])
+    store = pipeline.audit()
+    try:
+        (attempt,) = store.attempts(task_object["metadata"]["uid"])
+    finally:
+        store.close()
+    assert attempt.result_text == BIG_RESULT
 
 
 # --------------------------------------------------------------------------- faults
