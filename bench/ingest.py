@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import tempfile
 import threading
 import time
@@ -36,6 +34,7 @@ from typing import Any
 
 import nats
 import psycopg
+from figures import emit, write_results
 from kubernetes import client, config, watch
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -62,7 +61,6 @@ from opspawn.operator.store import Store
 from opspawn.operator.stream import StreamSettings, ensure_stream
 from opspawn.operator.views import TaskView
 
-RESULTS = Path(__file__).parent / "results" / "ingest.json"
 NAMESPACE = "bench-ingest"
 COPY_TARGET = 0.30
 LAG_P99_TARGET_MS = 500.0
@@ -72,11 +70,6 @@ def _servers(stack: DevStack) -> tuple[NatsServer, Postgres]:
     if stack.nats is None or stack.postgres is None:
         raise RuntimeError("the benchmark needs the stack's NATS and Postgres")
     return stack.nats, stack.postgres
-
-
-def emit(figures: list[dict[str, Any]], figure: dict[str, Any]) -> None:
-    print(json.dumps(figure), flush=True)
-    figures.append(figure)
 
 
 # --------------------------------------------------------------------------- setup
@@ -420,21 +413,8 @@ def main() -> None:
             figures = asyncio.run(main_async(args, stack))
         finally:
             stack.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                },
-                "how": "one run; stack processes and the benchmark share the machine's cores",
-                "figures": figures,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        "ingest", figures, "one run; stack processes and the benchmark share the machine's cores"
     )
 
 

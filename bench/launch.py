@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shlex
 import tempfile
 import time
@@ -30,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from figures import emit, write_results
 from kubernetes_asyncio import client
 
 from opspawn.dev.operator_process import OPERATOR_USER, operator_kubeconfig, start_operator
@@ -37,15 +36,9 @@ from opspawn.dev.stack import DevStack
 from opspawn.operator.kube import load_api_client
 from opspawn.operator.runner_job import RunnerSettings, build_runner_job, build_task_secret
 
-RESULTS = Path(__file__).parent / "results" / "launch.json"
 RATE_TARGET = 35.0
 RATIO_TARGET = 0.5
 WRITES_TARGET = 8
-
-
-def emit(figures: list[dict[str, Any]], figure: dict[str, Any]) -> None:
-    print(json.dumps(figure), flush=True)
-    figures.append(figure)
 
 
 async def bounded(jobs: list[Callable[[], Awaitable[Any]]], concurrency: int) -> None:
@@ -236,22 +229,7 @@ def main() -> None:
                 figures += asyncio.run(measure(stack, count, args.concurrency, args.workers))
         finally:
             stack.stop()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                },
-                "how": "one run per N; stack, operator and client share the 2 cores",
-                "figures": figures,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    write_results("launch", figures, "one run per N; stack, operator and client share the 2 cores")
 
 
 if __name__ == "__main__":
