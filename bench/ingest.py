@@ -201,7 +201,7 @@ class Pipeline:
         api = await load_api_client(str(self.stack.kubeconfig))
         kube = KubeClient(api)
         store = Store()
-        store.bind({t["metadata"]["uid"]: [TaskView.from_body(t)] for t in self.tasks}, {})
+        store.load([TaskView.from_body(t) for t in self.tasks], [])
         audit = AuditStore(postgres.url)
         mirror = StatusMirror(kube, store, self.interval)
 

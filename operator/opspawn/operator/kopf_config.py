@@ -4,7 +4,7 @@
   every child (Job, Pods, per-task Secret) goes with its ownerReferences, so deleting a task
   never waits for the operator.
 - Handler progress and the diff-base live in annotations under `opspawn.io/`, never in
-  `status` (which belongs to the AgentTask API). The reconcile uses only index and event
+  `status` (which belongs to the AgentTask API). The reconcile uses only event
   handlers, which store neither, so kopf adds no annotation writes to a task's lifecycle.
 - Kubernetes Events from kopf itself only at WARNING and above (handler crashes); the
   operator posts its own transition Events, rate-limited (`recorder`).

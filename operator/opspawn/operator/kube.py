@@ -9,8 +9,10 @@ done. Every call is counted in the `opspawn_api_requests_total` metric.
 from __future__ import annotations
 
 import base64
+import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import kopf
@@ -19,7 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from opspawn.api.agenttask import GROUP, KIND, PLURAL, VERSION
 from opspawn.operator import metrics
-from opspawn.operator.runner_job import SIGNING_KEY_KEY, TASK_UID_LABEL, KubeObject
+from opspawn.operator.runner_job import MANAGED_BY, SIGNING_KEY_KEY, TASK_UID_LABEL, KubeObject
 
 COMPONENT = "opspawn-operator"
 
@@ -158,21 +160,54 @@ class KubeClient:
 
     # ------------------------------------------------------------------ AgentTasks
 
-    async def any_task(self, namespaces: tuple[str, ...]) -> bool:
-        """Whether any AgentTask exists in `namespaces` (empty: the whole cluster)."""
-        for namespace in namespaces or (None,):
-            with metrics.api_call("list", "agenttasks"):
-                if namespace is None:
-                    found = await self._custom.list_cluster_custom_object(
-                        GROUP, VERSION, PLURAL, limit=1
-                    )
-                else:
-                    found = await self._custom.list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, PLURAL, limit=1
-                    )
-            if found.get("items"):
-                return True
-        return False
+    async def list_tasks(self, namespaces: tuple[str, ...]) -> list[KubeObject]:
+        """Every AgentTask in `namespaces` (empty: the whole cluster), read in pages."""
+        if not namespaces:
+            return await self._pages(
+                "agenttasks",
+                partial(self._custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
+            )
+        found: list[KubeObject] = []
+        for namespace in namespaces:
+            found += await self._pages(
+                "agenttasks",
+                partial(
+                    self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+                ),
+            )
+        return found
+
+    async def list_runner_jobs(self, namespaces: tuple[str, ...]) -> list[KubeObject]:
+        """Every Job the operator made in `namespaces` (empty: the whole cluster)."""
+        selector = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+        if not namespaces:
+            return await self._pages(
+                "jobs", partial(self._batch.list_job_for_all_namespaces, label_selector=selector)
+            )
+        found: list[KubeObject] = []
+        for namespace in namespaces:
+            found += await self._pages(
+                "jobs", partial(self._batch.list_namespaced_job, namespace, label_selector=selector)
+            )
+        return found
+
+    async def _pages(self, resource: str, fetch: Callable[..., Awaitable[Any]]) -> list[KubeObject]:
+        """All items of a LIST, 500 a page, as plain JSON (no model objects: they are many)."""
+        items: list[KubeObject] = []
+        token: str | None = None
+        while True:
+            page: dict[str, Any] = {"limit": 500, "_preload_content": False}
+            if token:
+                page["_continue"] = token
+            with metrics.api_call("list", resource):
+                response = await fetch(**page)
+                if response.status >= 300:
+                    raise ApiException(status=response.status, reason=response.reason)
+                body = json.loads(await response.read())
+            items += body.get("items") or []
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     async def patch_task_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

@@ -18,6 +18,7 @@ from opspawn.operator.reconciler import Reconciler
 from opspawn.operator.settings import OperatorSettings
 from opspawn.operator.signing_keys import SigningKeys
 from opspawn.operator.stream import keep_ensuring_stream
+from opspawn.operator.views import JobView, TaskView
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,13 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
     if audit is not None:
         background += _event_pipeline(settings, kube, reconciler, audit)
     try:
-        if not await kube.any_task(settings.namespaces):
-            reconciler.nothing_to_index()
+        # The store is filled from one LIST of each resource; kopf's watches keep it current.
+        tasks = await kube.list_tasks(settings.namespaces)
+        jobs = await kube.list_runner_jobs(settings.namespaces)
+        reconciler.start(
+            [TaskView.from_body(task) for task in tasks],
+            [JobView.from_body(job) for job in jobs],
+        )
         watched = {operator, *background} - {stream}
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

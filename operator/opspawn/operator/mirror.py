@@ -198,7 +198,7 @@ class StatusMirror:
                 return
             if patched is not None:
                 task = TaskView.from_body(patched)
-                self._store.wrote(task)
+                self._store.put_task(task)
         if task.finished and not summary.dirty:
             self._forget(uid)  # nothing more will come that status shows
 

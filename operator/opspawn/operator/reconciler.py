@@ -37,7 +37,7 @@ from opspawn.operator.outcome import AttemptOutcome, attempt_outcome, runner_los
 from opspawn.operator.recorder import EventRecorder
 from opspawn.operator.runner_job import build_runner_job, build_task_secret, job_name
 from opspawn.operator.settings import OperatorSettings
-from opspawn.operator.store import JobIndex, Store, TaskIndex
+from opspawn.operator.store import Store
 from opspawn.operator.views import JobView, TaskView
 from opspawn.operator.workqueue import WorkQueue
 
@@ -106,7 +106,6 @@ class Reconciler:
         self.store = Store()
         self.admission = AdmissionQueue(settings.limits, self.queue.add)
         self._events = EventRecorder(kube, settings.event_interval_seconds)
-        self._bound = asyncio.Event()
         self._ready = asyncio.Event()
         self._audit = audit
         self._snapshots: set[asyncio.Task[None]] = set()
@@ -118,52 +117,54 @@ class Reconciler:
 
     @property
     def ready(self) -> bool:
-        """The watch caches are filled (or there was nothing to fill them with)."""
+        """The store has been filled from the initial LISTs and the workers run."""
         return self._ready.is_set()
-
-    def nothing_to_index(self) -> None:
-        """No AgentTask existed at start: ready without waiting for a first watch event."""
-        self._ready.set()
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
     # ------------------------------------------------------------------ from the watches
 
-    def bind(self, tasks: TaskIndex, jobs: JobIndex) -> None:
-        """Called from every handler; the first call (caches filled) seeds the admission
-        queue with the tasks that have a live Job and those that wait, then lets the workers
-        start."""
-        if self.store.bound:
-            return
-        self.store.bind(tasks, jobs)
+    def start(self, tasks: list[TaskView], jobs: list[JobView]) -> None:
+        """Fill the store from the initial LISTs, seed the admission queue with the tasks that
+        have a live Job and those that wait (so that after a restart the first task reconciled
+        cannot take a slot a higher priority deserves), and let the workers go through all."""
+        self.store.load(tasks, jobs)
         holding: list[Slot] = []
         waiting: list[Candidate] = []
-        for uid in self.store.task_uids():
-            task = self.store.task(uid)
-            if task is None or task.finished:
+        for task in self.store.tasks():
+            if task.finished:
                 continue
-            if any(not j.finished and not j.deleting for j in self.store.jobs(uid)):
+            if any(not j.finished and not j.deleting for j in self.store.jobs(task.uid)):
                 holding.append(_slot(task))
             elif not task.suspended and not task.cancelled:
                 waiting.append(_candidate(task))
         self.admission.seed(holding, waiting)
-        self._bound.set()
+        for task in self.store.tasks():
+            self.queue.add(task.uid)
         self._ready.set()
 
-    def task_changed(self, uid: str, resource_version: str) -> None:
-        self.store.observed(uid, resource_version)
-        self.queue.add(uid)
+    def task_changed(self, view: TaskView) -> None:
+        self.store.put_task(view)
+        self.queue.add(view.uid)
 
     def task_deleted(self, uid: str) -> None:
-        self.store.forget(uid)
+        self.store.delete_task(uid)
         self.queue.add(uid)
+
+    def job_changed(self, view: JobView, *, deleted: bool) -> None:
+        if deleted:
+            self.store.delete_job(view)
+        else:
+            self.store.put_job(view)
+        if view.task_uid:
+            self.queue.add(view.task_uid)
 
     # ------------------------------------------------------------------ workers
 
     async def run(self) -> None:
         """The workers and the queue-position refresher, until cancelled."""
-        await self._bound.wait()
+        await self._ready.wait()
         workers = [
             asyncio.create_task(self.queue.run_worker(self.reconcile), name=f"reconcile-{i}")
             for i in range(self._settings.workers)
@@ -325,7 +326,7 @@ class Reconciler:
         patched = await self._kube.patch_task_status(task.namespace, task.name, patch)
         if patched is None:
             return
-        self.store.wrote(TaskView.from_body(patched))
+        self.store.put_task(TaskView.from_body(patched))
         if self._audit is not None and (
             desired.attempt != task.status.attempt or desired.phase != task.status.phase
         ):

@@ -1,65 +1,96 @@
-"""The reconcile's read side: kopf's watch indexes, plus the operator's own latest writes.
+"""The reconcile's read side: every AgentTask and runner Job in scope, as last seen.
 
-kopf fills two indexes (AgentTasks by uid, runner Jobs by task uid) before any handler runs,
-so once `bind` has been called the store knows every task and Job in scope. A status the
-operator has just written is kept as an overlay until the watch delivers it, so the next
-reconcile of the same task never acts on a view older than its own last write.
+Filled once from a LIST of each at start (`load`), then kept current by kopf's watch events
+and by the operator's own status writes (the patch response is the newest view of a task). A
+view only ever replaces an older one (resourceVersions are etcd revisions, compared as
+numbers), so a late watch event never undoes a newer write, and deleted objects are remembered
+(by uid, a bounded number of them) so a LIST or a write that raced the deletion cannot bring
+them back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable
 
 from opspawn.operator.views import JobView, TaskView
 
-TaskIndex = Mapping[str, Iterable[TaskView]]
-JobIndex = Mapping[str, Iterable[JobView]]
+TOMBSTONES = 100_000
+"""How many deleted uids are remembered (the oldest are forgotten first)."""
 
 
-def _revision(resource_version: str) -> int | None:
-    """etcd's revision behind a resourceVersion (Kubernetes serves it as a decimal number)."""
-    return int(resource_version) if resource_version.isdigit() else None
+def newer_or_same(candidate: str, current: str) -> bool:
+    """Whether resourceVersion `candidate` is not older than `current`. Kubernetes serves etcd
+    revisions as decimal numbers; anything else is taken as newer (the latest delivered)."""
+    if candidate.isdigit() and current.isdigit():
+        return int(candidate) >= int(current)
+    return True
+
+
+class _Tombstones:
+    def __init__(self) -> None:
+        self._uids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, uid: str) -> None:
+        self._uids[uid] = None
+        if len(self._uids) > TOMBSTONES:
+            self._uids.popitem(last=False)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._uids
 
 
 class Store:
     def __init__(self) -> None:
-        self._tasks: TaskIndex | None = None
-        self._jobs: JobIndex | None = None
-        self._written: dict[str, TaskView] = {}
+        self._tasks: dict[str, TaskView] = {}
+        self._jobs: dict[str, dict[str, JobView]] = {}
+        self._deleted_tasks = _Tombstones()
+        self._deleted_jobs = _Tombstones()
 
-    @property
-    def bound(self) -> bool:
-        return self._tasks is not None
+    def load(self, tasks: Iterable[TaskView], jobs: Iterable[JobView]) -> None:
+        """The initial LIST (events that came in meanwhile keep their newer views)."""
+        for task in tasks:
+            self.put_task(task)
+        for job in jobs:
+            self.put_job(job)
 
-    def bind(self, tasks: TaskIndex, jobs: JobIndex) -> None:
-        """Attach kopf's live indexes (they are the same objects on every handler call)."""
-        self._tasks, self._jobs = tasks, jobs
+    # ------------------------------------------------------------------ tasks
 
-    def task_uids(self) -> list[str]:
-        return list(self._tasks or {})
+    def put_task(self, view: TaskView) -> None:
+        """A task as the watch delivered it, or as the operator's own patch returned it."""
+        if view.uid in self._deleted_tasks:
+            return
+        current = self._tasks.get(view.uid)
+        if current is None or newer_or_same(view.resource_version, current.resource_version):
+            self._tasks[view.uid] = view
+
+    def delete_task(self, uid: str) -> None:
+        self._tasks.pop(uid, None)
+        self._deleted_tasks.add(uid)
 
     def task(self, uid: str) -> TaskView | None:
-        written = self._written.get(uid)
-        if written is not None:
-            return written
-        return next(iter((self._tasks or {}).get(uid, ())), None)
+        return self._tasks.get(uid)
+
+    def tasks(self) -> list[TaskView]:
+        return list(self._tasks.values())
+
+    # ------------------------------------------------------------------ jobs
+
+    def put_job(self, view: JobView) -> None:
+        if not view.task_uid or view.uid in self._deleted_jobs:
+            return
+        jobs = self._jobs.setdefault(view.task_uid, {})
+        current = jobs.get(view.uid)
+        if current is None or newer_or_same(view.resource_version, current.resource_version):
+            jobs[view.uid] = view
+
+    def delete_job(self, view: JobView) -> None:
+        self._deleted_jobs.add(view.uid)
+        jobs = self._jobs.get(view.task_uid)
+        if jobs is not None:
+            jobs.pop(view.uid, None)
+            if not jobs:
+                del self._jobs[view.task_uid]
 
     def jobs(self, task_uid: str) -> list[JobView]:
-        return list((self._jobs or {}).get(task_uid, ()))
-
-    def wrote(self, view: TaskView) -> None:
-        self._written[view.uid] = view
-
-    def observed(self, uid: str, resource_version: str) -> None:
-        """The watch delivered `resource_version` of task `uid`: drop an overlay it covers."""
-        written = self._written.get(uid)
-        if written is None:
-            return
-        seen, ours = _revision(resource_version), _revision(written.resource_version)
-        if resource_version == written.resource_version or (
-            seen is not None and ours is not None and seen > ours
-        ):
-            del self._written[uid]
-
-    def forget(self, uid: str) -> None:
-        self._written.pop(uid, None)
+        return list(self._jobs.get(task_uid, {}).values())

@@ -1,6 +1,6 @@
 """What the operator remembers of AgentTasks and runner Jobs between watch events.
 
-The kopf indexes (see `handlers`) hold these views, not whole objects: a task keeps what its
+The store (see `store`) holds these views, not whole objects: a task keeps what its
 reconcile needs (spec and status, without managedFields or annotations), a Job only the few
 fields its lifecycle depends on. That keeps memory flat with thousands of tasks present.
 """
@@ -108,6 +108,7 @@ class JobView:
     namespace: str
     name: str
     uid: str
+    resource_version: str
     task_uid: str
     attempt: int
     creation_timestamp: str
@@ -133,6 +134,7 @@ class JobView:
             namespace=str(meta["namespace"]),
             name=str(meta["name"]),
             uid=str(meta.get("uid", "")),
+            resource_version=str(meta.get("resourceVersion", "")),
             task_uid=str(labels.get(TASK_UID_LABEL, "")),
             attempt=_int(labels.get(ATTEMPT_LABEL)),
             creation_timestamp=str(meta.get("creationTimestamp", "")),

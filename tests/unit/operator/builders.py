@@ -86,6 +86,7 @@ def job_body(
     complete: bool = False,
     failed: tuple[str, str] | None = None,
     created: str = "2026-01-01T12:00:00Z",
+    resource_version: str = "1",
 ) -> dict[str, Any]:
     """A runner Job; `failed` is the (reason, message) of its Failed condition."""
     conditions: list[dict[str, Any]] = []
@@ -104,6 +105,7 @@ def job_body(
         "name": job_name(TASK_NAME, task_uid, attempt),
         "namespace": NAMESPACE,
         "uid": f"job-uid-{attempt}",
+        "resourceVersion": resource_version,
         "labels": {TASK_UID_LABEL: task_uid, ATTEMPT_LABEL: str(attempt)},
         "creationTimestamp": created,
     }
