@@ -676,20 +676,36 @@ def sign_event(event: RunnerEvent, key: SigningKey) -> RunnerEvent:
     return event.model_copy(update={"signature": key.sign(event.signed_content())})
 
 
+class UnreadableEventError(EventVerificationError):
+    """The message is not even a candidate event: oversized, not JSON, not a JSON object."""
+
+
+def read_event_json(data: bytes) -> dict[str, Any]:
+    """The message as a JSON object, nothing believed yet. Raises UnreadableEventError."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise UnreadableEventError(f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
+    try:
+        raw = json.loads(data)
+    except ValueError as error:
+        raise UnreadableEventError(f"event is not JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise UnreadableEventError("event is not a JSON object")
+    return raw
+
+
 def verify_event(data: bytes, key: SigningKey, *, subject: str | None = None) -> RunnerEvent:
     """Decode an event, believing it only if `key` signed it (and it came on its own subject).
 
     The signature is checked over the received JSON before the event is validated, so nothing
     unsigned is ever interpreted. Raises EventVerificationError.
     """
-    if len(data) > MAX_EVENT_BYTES:
-        raise EventVerificationError(f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
-    try:
-        raw = json.loads(data)
-    except ValueError as error:
-        raise EventVerificationError(f"event is not JSON: {error}") from None
-    if not isinstance(raw, dict):
-        raise EventVerificationError("event is not a JSON object")
+    return verify_event_json(read_event_json(data), key, subject=subject)
+
+
+def verify_event_json(
+    raw: dict[str, Any], key: SigningKey, *, subject: str | None = None
+) -> RunnerEvent:
+    """`verify_event` for a message already read with `read_event_json` (which it consumes)."""
     signature = raw.pop("signature", None)
     if not isinstance(signature, str) or not signature:
         raise EventVerificationError("event is not signed")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,13 +33,14 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from opspawn.api.events import (
-    MAX_EVENT_BYTES,
     STREAM_NAME,
     SUBJECT_PREFIX,
     EventVerificationError,
     RunnerEvent,
+    UnreadableEventError,
     parse_subject,
-    verify_event,
+    read_event_json,
+    verify_event_json,
 )
 from opspawn.operator import metrics
 from opspawn.operator.audit import AuditStore, DeadLetter, Rejected
@@ -291,18 +291,14 @@ class EventConsumer:
                 excerpt=_excerpt(data),
             )
 
-        if len(data) > MAX_EVENT_BYTES:
-            return poison(f"oversized: {len(data)} bytes > {MAX_EVENT_BYTES}")
         try:
             namespace, uid = parse_subject(subject)
         except ValueError as error:
             return poison(f"not an event subject: {error}")
         try:
-            claimed = json.loads(data)
-        except ValueError as error:
-            return poison(f"not JSON: {error}")
-        if not isinstance(claimed, dict):
-            return poison("not a JSON object")
+            raw = read_event_json(data)  # parsed once: verification reuses it
+        except UnreadableEventError as error:
+            return poison(str(error))
         task = self._tasks.task(uid)
         if task is None or task.namespace != namespace:
             return rejected("UnknownTask", "no such task in scope", uid, namespace)
@@ -310,7 +306,7 @@ class EventConsumer:
         if key is None:
             return rejected("NoSigningKey", "the task has no signing key", uid, namespace)
         try:
-            event = verify_event(data, key, subject=subject)
+            event = verify_event_json(raw, key, subject=subject)
         except EventVerificationError as error:
             return rejected("VerificationFailed", str(error), uid, namespace)
         return event

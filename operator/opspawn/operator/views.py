@@ -112,7 +112,6 @@ class JobView:
     task_uid: str
     attempt: int
     creation_timestamp: str
-    active: int
     ready: int
     suspended: bool
     deleting: bool
@@ -138,7 +137,6 @@ class JobView:
             task_uid=str(labels.get(TASK_UID_LABEL, "")),
             attempt=_int(labels.get(ATTEMPT_LABEL)),
             creation_timestamp=str(meta.get("creationTimestamp", "")),
-            active=int(status.get("active") or 0),
             ready=int(status.get("ready") or 0),
             suspended=bool((body.get("spec") or {}).get("suspend")),
             deleting=meta.get("deletionTimestamp") is not None,

@@ -23,6 +23,7 @@ from typing import Any
 
 import nats
 import pytest
+import sqlalchemy
 import yaml
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -42,6 +43,7 @@ from opspawn.dev.postgres import Postgres
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.stack import DevStack
 from opspawn.operator.audit import AuditStore
+from opspawn.operator.audit.schema import dead_letters
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, Tasks, agenttask
 
@@ -396,6 +398,8 @@ def test_forged_and_misrouted_events_are_rejected_and_recorded(
             await jetstream.publish(
                 event_subject(tasks.namespace, victim["uid"]), event(victim, 900, wrong_key)
             )
+            # Not an event at all: a poison message, dead-lettered once and never redelivered.
+            await jetstream.publish(event_subject(tasks.namespace, victim["uid"]), b"{not json")
             # Rightly signed for the victim, but sent on another task's subject.
             await jetstream.publish(
                 event_subject(tasks.namespace, other["uid"]), event(victim, 901, victim_key)
@@ -414,6 +418,15 @@ def test_forged_and_misrouted_events_are_rejected_and_recorded(
 
     rows = wait_for(lambda: found if len(found := rejected()) == 2 else None, 30, "two rejections")
     assert {row.reason for row in rows} == {"VerificationFailed"}
+    wait_for(lambda: consumer_drained(pipeline), 30, "every message acked or terminated")
+    engine = sqlalchemy.create_engine(pipeline.postgres.url)
+    try:
+        with engine.connect() as connection:
+            poison = connection.execute(sqlalchemy.select(dead_letters)).all()
+    finally:
+        engine.dispose()
+    assert len(poison) == 1
+    assert "not JSON" in poison[0].reason
     assert not any(i.endswith(("/900", "/901")) for i in stored_ids(pipeline, victim["uid"]))
     assert "pwned" not in json.dumps(tasks.status("victim"))
     assert "pwned" not in json.dumps(tasks.status("other"))

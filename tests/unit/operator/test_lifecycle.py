@@ -724,7 +724,7 @@ def test_a_job_view_reads_the_kubernetes_job() -> None:
         }
     )
 
-    assert (view.attempt, view.active, view.ready) == (0, 0, 0)
+    assert (view.attempt, view.ready) == (0, 0)
     assert not view.failed
     assert not view.finished
 
