@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Each pytest worker starts a stack of its own (control plane, kubelet, NATS, Postgres).
 TEST_WORKERS ?= 2
 
-.PHONY: install lint test manifests demo dev-up dev-down binaries clean
+.PHONY: install lint test manifests demo dev-up dev-down binaries bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP) binaries ## The whole test suite, on the real local stack
 
 manifests: $(STAMP) ## Regenerate crds/ (and the chart's copy) from the API models
 	$(BIN)/opspawn crds generate --output-dir crds --output-dir charts/opspawn/crds
+
+bench: $(STAMP) binaries ## Run every benchmark on the local stack; results, table and chart in bench/results
+	$(BIN)/pip install --quiet -e '.[bench]'
+	for script in launch ingest runner scale; do $(BIN)/python bench/$$script.py || exit 1; done
+	$(BIN)/python bench/report.py
 
 dev-up: $(STAMP) ## Start the local stack in the background
 	$(BIN)/opspawn dev up
