@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install opspawn with its test extras
 
-binaries: $(STAMP) ## Find, download or build the control-plane binaries (cached)
+binaries: $(STAMP) ## Find, download or build the control-plane binaries, helm and kubeconform (cached)
 	$(BIN)/python -c "from opspawn.dev.binaries import control_plane_binaries as c; [print(p) for p in c().values()]"
+	$(BIN)/python -m opspawn.dev.tools
 
 lint: $(STAMP) ## ruff, mypy --strict, import contracts
 	$(BIN)/ruff check .
@@ -28,8 +29,9 @@ lint: $(STAMP) ## ruff, mypy --strict, import contracts
 test: $(STAMP) binaries ## The whole test suite, on the real local stack
 	$(BIN)/pytest -n $(TEST_WORKERS)
 
-manifests: $(STAMP) ## Regenerate crds/ (and the chart's copy) from the API models
+manifests: $(STAMP) ## Regenerate crds/ (and the chart's copy) from the API models, manifests/ from the chart
 	$(BIN)/opspawn crds generate --output-dir crds --output-dir charts/opspawn/crds
+	$(BIN)/python -m opspawn.dev.manifests
 
 bench: $(STAMP) binaries ## Run every benchmark on the local stack; results, table and chart in bench/results
 	$(BIN)/pip install --quiet -e '.[bench]'

@@ -67,10 +67,11 @@ def _executable(path: Path) -> bool:
 
 
 @contextmanager
-def _cache_lock() -> Iterator[None]:
+def cache_lock(name: str = "build") -> Iterator[None]:
+    """Hold the cache's file lock `name` (one build of a thing per machine at a time)."""
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    with (root / "build.lock").open("w") as handle:
+    with (root / f"{name}.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -91,7 +92,7 @@ def control_plane_binaries() -> dict[str, Path]:
     found = {name: _lookup(name) for name in BINARIES}
     missing = [name for name, path in found.items() if path is None]
     if missing:
-        with _cache_lock():
+        with cache_lock():
             missing = [name for name in missing if _lookup(name) is None]
             if missing:
                 _provide(missing)
@@ -178,15 +179,16 @@ def _staging_replaces(kubernetes_go_mod: str, version: str) -> list[str]:
     return [f"replace {module} => {module} {staging_version}" for module in sorted(set(modules))]
 
 
-def _go(args: list[str], cwd: Path, log: Path) -> str:
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+def run_go(args: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> str:
+    """Run `go args` in `cwd` (output appended to `log`, extra `env` on top); its stdout."""
+    environment = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", **(env or {})}
     with log.open("a") as out:
         out.write(f"$ go {' '.join(args)}\n")
         out.flush()
         completed = subprocess.run(
             ["go", *args],
             cwd=cwd,
-            env=env,
+            env=environment,
             stdout=subprocess.PIPE,
             stderr=out,
             text=True,
@@ -207,7 +209,7 @@ def build_from_go_modules(names: list[str], target: Path) -> None:
     log = module / "build.log"
     _log(f"building {', '.join(names)} from Go modules (first time only; log: {log})")
     info = json.loads(
-        _go(
+        run_go(
             ["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"],
             module.parent,
             log,
@@ -229,7 +231,7 @@ def build_from_go_modules(names: list[str], target: Path) -> None:
     (module / "tools.go").write_text(
         f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
     )
-    _go(["mod", "tidy"], module, log)
+    run_go(["mod", "tidy"], module, log)
     minor = KUBERNETES_VERSION.split(".")[1]
     version_flags = []
     for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -243,7 +245,7 @@ def build_from_go_modules(names: list[str], target: Path) -> None:
     output = module / "out"
     output.mkdir(exist_ok=True)
     for name in names:
-        _go(
+        run_go(
             [
                 "build",
                 "-trimpath",
