@@ -1,14 +1,18 @@
 """The status mirror: runner events → `status.steps`, `lastEvent`, `usage`, `result`.
 
 Verified events update an in-memory summary per task at once; a flusher writes each task's
-summary at once when it has been quiet, then at most once per `interval`, and only the fields
-that changed: a runner that emits hundreds of events a second costs its task a few status
-writes a second, and a quiet one sees its status follow within a round trip. The mirror
+summary at once when it has been quiet, then at most once per `interval` and never while its
+previous write is still in flight (a slow apiserver gets fewer, not more, writes), and only
+the fields that changed: a runner that emits hundreds of events a second costs its task a few
+status writes a second, and a quiet one sees its status follow within a round trip. The mirror
 works from the events it has verified, whether or not the audit store has committed them yet,
 so status keeps moving while Postgres is down.
 
 `usage` is the sum over the task's attempts (each attempt's `usage` event carries that
 attempt's running total); `steps` and `lastEvent` are those of the current attempt.
+
+Long-term memory events set the `MemoryAvailable` condition: False with reason
+MemoryUnavailable when the runner reports the store unavailable, True once it answers.
 """
 
 from __future__ import annotations
@@ -17,14 +21,23 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from opspawn.api.agenttask import RESULT_PREVIEW_MAX_CHARS, LastEvent, ResultSummary, Usage
+from opspawn.api import conditions
+from opspawn.api.agenttask import (
+    RESULT_PREVIEW_MAX_CHARS,
+    ConditionStatus,
+    LastEvent,
+    ResultSummary,
+    Usage,
+)
 from opspawn.api.events import (
     ErrorPayload,
     FinishedPayload,
     LlmCallPayload,
     LogPayload,
+    MemoryPayload,
     ResultPayload,
     RunnerEvent,
     StepPayload,
@@ -39,6 +52,7 @@ from opspawn.operator.views import TaskView
 logger = logging.getLogger(__name__)
 
 SUMMARY_MAX_CHARS = 256
+MEMORY_MESSAGE_MAX_CHARS = 1024
 
 
 def summarise(event: RunnerEvent) -> str:
@@ -75,6 +89,8 @@ class _TaskSummary:
     last_sequence: int = 0
     usage_by_attempt: dict[int, UsagePayload] = field(default_factory=dict)
     result: ResultSummary | None = None
+    memory: tuple[ConditionStatus, str, str] | None = None
+    """`MemoryAvailable` (status, reason, message) as the last long-term memory event says."""
     dirty: bool = False
 
     def usage(self) -> Usage:
@@ -100,6 +116,8 @@ class _TaskSummary:
             self.steps = max(self.steps, payload.step)
         elif isinstance(payload, UsagePayload):
             self.usage_by_attempt[event.attempt] = payload
+        elif isinstance(payload, MemoryPayload) and payload.operation != "compact":
+            self.memory = _memory_condition(payload)
         elif isinstance(payload, ResultPayload):
             self.result = ResultSummary(
                 preview=payload.text[:RESULT_PREVIEW_MAX_CHARS],
@@ -116,7 +134,7 @@ class _TaskSummary:
                 summary=summarise(event),
             )
 
-    def status_fields(self) -> dict[str, Any]:
+    def status_fields(self, task: TaskView) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "steps": self.steps,
             "usage": self.usage().model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -125,7 +143,42 @@ class _TaskSummary:
             fields["lastEvent"] = self.last_event.model_dump(mode="json", by_alias=True)
         if self.result is not None:
             fields["result"] = self.result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        memory_conditions = self._memory_conditions(task)
+        if memory_conditions is not None:
+            fields["conditions"] = memory_conditions
         return fields
+
+    def _memory_conditions(self, task: TaskView) -> list[dict[str, Any]] | None:
+        """The task's conditions with `MemoryAvailable` set as the events say (None when
+        they already say so)."""
+        if self.memory is None or not task.status_readable:
+            return None
+        status, reason, message = self.memory
+        current = task.status.conditions
+        existing = conditions.find(current, conditions.MEMORY_AVAILABLE)
+        if existing is not None and (existing.status, existing.reason, existing.message) == (
+            status,
+            reason,
+            message,
+        ):
+            return None
+        updated = conditions.set_condition(
+            current,
+            conditions.MEMORY_AVAILABLE,
+            status,
+            reason,
+            message,
+            now=rfc3339(datetime.now(UTC)),
+            observed_generation=task.generation,
+        )
+        return [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in updated]
+
+
+def _memory_condition(payload: MemoryPayload) -> tuple[ConditionStatus, str, str]:
+    if payload.operation == "unavailable":
+        message = payload.detail[:MEMORY_MESSAGE_MAX_CHARS] or "long-term memory is unavailable"
+        return ConditionStatus.FALSE, "MemoryUnavailable", message
+    return ConditionStatus.TRUE, "MemoryAnswered", "long-term memory answers"
 
 
 class StatusMirror:
@@ -139,7 +192,7 @@ class StatusMirror:
         self._tasks: dict[str, _TaskSummary] = {}
         self._scheduled: dict[str, asyncio.TimerHandle] = {}
         self._last_write: dict[str, float] = {}
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes: dict[str, asyncio.Task[None]] = {}
 
     def observe(self, events: Iterable[RunnerEvent]) -> None:
         for event in events:
@@ -150,8 +203,8 @@ class StatusMirror:
             self._schedule(event.task_uid)
 
     def _schedule(self, uid: str) -> None:
-        if uid in self._scheduled:
-            return
+        if uid in self._scheduled or uid in self._writes:
+            return  # a write in flight reschedules itself when it ends (`_write_ended`)
         loop = asyncio.get_running_loop()
         when = self._last_write.get(uid, 0.0) + self._interval
         self._scheduled[uid] = loop.call_at(max(loop.time(), when), self._start_write, uid)
@@ -160,8 +213,15 @@ class StatusMirror:
         del self._scheduled[uid]
         self._last_write[uid] = asyncio.get_running_loop().time()
         write = asyncio.create_task(self._flush(uid))
-        self._writes.add(write)
-        write.add_done_callback(self._writes.discard)
+        self._writes[uid] = write
+        write.add_done_callback(lambda _: self._write_ended(uid))
+
+    def _write_ended(self, uid: str) -> None:
+        """One write per task at a time: events that came in meanwhile get the next one."""
+        del self._writes[uid]
+        summary = self._tasks.get(uid)
+        if summary is not None and summary.dirty:
+            self._schedule(uid)
 
     async def run(self) -> None:
         """Nothing to do but wait: writes are scheduled by `observe`. Cancelling this stops
@@ -171,7 +231,7 @@ class StatusMirror:
         finally:
             for timer in self._scheduled.values():
                 timer.cancel()
-            for write in list(self._writes):
+            for write in list(self._writes.values()):
                 write.cancel()
 
     def _forget(self, uid: str) -> None:
@@ -187,14 +247,13 @@ class StatusMirror:
         if task is None or task.deleting:
             self._forget(uid)
             return
-        patch = _changed(task.raw_status, summary.status_fields())
+        patch = _changed(task.raw_status, summary.status_fields(task))
         if patch:
             try:
                 patched = await self._kube.patch_task_status(task.namespace, task.name, patch)
             except Exception:
                 logger.exception("could not mirror events into the status of %s", task.reference)
-                summary.dirty = True
-                self._schedule(uid)  # again, one interval later
+                summary.dirty = True  # written again one interval later (`_write_ended`)
                 return
             if patched is not None:
                 task = TaskView.from_body(patched)
