@@ -104,11 +104,17 @@ def dev() -> None:
 
 @dev.command("up")
 @dev_dir_option
-def dev_up(workdir: Path) -> None:
+@click.option(
+    "--weaviate/--no-weaviate",
+    default=True,
+    show_default=True,
+    help="Run Weaviate for long-term memory (its first start builds weaviate-server).",
+)
+def dev_up(workdir: Path, weaviate: bool) -> None:
     """Start the stack in the background (idempotent) and write DIR/env.
 
-    Control plane, process kubelet, NATS, Postgres, the mock model and the operator, which
-    runs AgentTasks with the real runner against the mock model."""
+    Control plane, process kubelet, NATS, Postgres, Weaviate, the mock model and the
+    operator, which runs AgentTasks with the real runner against the mock model."""
     from opspawn.dev.stack import DevStack, read_state, stop_recorded
 
     workdir = workdir.absolute()
@@ -119,7 +125,7 @@ def dev_up(workdir: Path) -> None:
             return
         click.echo("a previous dev stack is partly running: stopping what is left of it", err=True)
         stop_recorded(workdir)
-    stack = DevStack(workdir, with_operator=True)
+    stack = DevStack(workdir, with_operator=True, with_weaviate=weaviate)
     environment = stack.start()
     stack.write_state()
     click.echo(f"the dev stack is up (logs in {workdir}):")

@@ -14,6 +14,8 @@ ACCEPTED = "Accepted"
 QUEUED = "Queued"
 RUNNING = "Running"
 STALLED = "Stalled"
+MEMORY_AVAILABLE = "MemoryAvailable"
+"""Long-term memory answered (True) or is unavailable (False); only for tasks that enable it."""
 
 
 def find(conditions: list[Condition], kind: str) -> Condition | None:

@@ -413,15 +413,21 @@ class ToolResultPayload(Payload):
 
 
 class MemoryPayload(Payload):
-    """Memory was read, written or compacted."""
+    """Memory was read, written, expired or compacted, or long-term memory is unavailable.
+
+    `recall`, `remember` and `expire` are long-term memory (the store answered), `compact` is
+    the conversation window, `unavailable` says the long-term store or its embedder failed
+    (`detail` says how): the task goes on without it, unless it is required. The operator
+    sets the task's `MemoryAvailable` condition from these.
+    """
 
     event_type = EventType.MEMORY
-    operation: Literal["recall", "remember", "compact"]
+    operation: Literal["recall", "remember", "expire", "compact", "unavailable"]
     """What happened."""
     count: Count = 0
-    """Memories recalled or written, or turns compacted."""
+    """Memories recalled, written or deleted as expired, or turns compacted."""
     detail: str = ""
-    """What was recalled or written, for the audit trail."""
+    """What was recalled or written, or why memory is unavailable, for the audit trail."""
 
 
 class UsagePayload(Payload):

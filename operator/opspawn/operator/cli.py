@@ -66,6 +66,26 @@ def _count(text: str, option: str) -> int:
     "point them at the mock model).",
 )
 @click.option(
+    "--weaviate-url",
+    default=None,
+    help="Weaviate REST URL for tasks with long-term memory (spec.memory.longTerm); without "
+    "it those tasks go on without memory, or fail when they require it.",
+)
+@click.option(
+    "--weaviate-grpc-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Weaviate's gRPC endpoint (default: the URL's host, port 50051).",
+)
+@click.option(
+    "--embedding-model",
+    "embedding_models",
+    multiple=True,
+    metavar="PROVIDER=MODEL",
+    help="Embed long-term memories with this model of the task's provider (repeatable; "
+    "default: the runner's offline embedder).",
+)
+@click.option(
     "--max-running",
     type=click.IntRange(min=1),
     default=None,
@@ -155,6 +175,9 @@ def operator(  # click passes every option by keyword
     runner_command: str,
     nats_url: str,
     model_base_urls: tuple[str, ...],
+    weaviate_url: str | None,
+    weaviate_grpc_address: str | None,
+    embedding_models: tuple[str, ...],
     max_running: int | None,
     max_running_per_namespace: int | None,
     namespace_limits: tuple[str, ...],
@@ -190,6 +213,9 @@ def operator(  # click passes every option by keyword
             model_base_urls=_pairs(model_base_urls, "--model-base-url", "PROVIDER=URL"),
             termination_grace_seconds=termination_grace_seconds,
             deadline_grace_seconds=deadline_grace_seconds,
+            weaviate_url=weaviate_url,
+            weaviate_grpc_address=weaviate_grpc_address,
+            embedding_models=_pairs(embedding_models, "--embedding-model", "PROVIDER=MODEL"),
         ),
         limits=ConcurrencyLimits(
             total=max_running,

@@ -49,6 +49,13 @@ class RunnerSettings:
     """The Job's activeDeadlineSeconds is the task's timeout plus this: the runner stops itself
     at the timeout (exit TimedOut) and gets this long to flush its events before the Job ends
     it."""
+    weaviate_url: str | None = None
+    """Long-term memory's Weaviate (REST URL), given to runners of tasks that enable it."""
+    weaviate_grpc_address: str | None = None
+    """Weaviate's gRPC host:port (default: the URL's host, port 50051)."""
+    embedding_models: Mapping[str, str] = field(default_factory=dict)
+    """Provider → embedding model for long-term memory; providers without one use the
+    runner's offline embedder."""
 
 
 def escape_expansion(text: str) -> str:
@@ -148,9 +155,22 @@ def _environment(
     base_url = settings.model_base_urls.get(spec.model.provider.value)
     if base_url is not None:
         environment.append(_literal_env("OPSPAWN_MODEL_BASE_URL", base_url))
+    environment += _memory_environment(spec, settings)
     for variable in spec.runner.env if spec.runner and spec.runner.env else []:
         environment.append(_literal_env(variable.name, variable.value))
     return environment
+
+
+def _memory_environment(spec: AgentTaskSpec, settings: RunnerSettings) -> list[KubeObject]:
+    """Where long-term memory is, for a task that enables it (nothing otherwise)."""
+    if not spec.memory.long_term.enabled:
+        return []
+    values = {
+        "OPSPAWN_WEAVIATE_URL": settings.weaviate_url,
+        "OPSPAWN_WEAVIATE_GRPC_ADDRESS": settings.weaviate_grpc_address,
+        "OPSPAWN_EMBEDDING_MODEL": settings.embedding_models.get(spec.model.provider.value),
+    }
+    return [_literal_env(name, value) for name, value in values.items() if value]
 
 
 def _restricted_container_security() -> KubeObject:

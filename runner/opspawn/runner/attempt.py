@@ -3,7 +3,8 @@
 1. Connect the event publisher (without it nothing can be reported: the termination message
    is then the only record).
 2. Emit `started`; refuse an unusable task input (reason InvalidInput) with an `error` event.
-3. Build the model client, connect the MCP servers, build the tool registry, run the loop.
+3. Build the model client, connect the MCP servers, open long-term memory (recalling what is
+   relevant to the goal), build the tool registry, run the loop.
 4. Emit `result` (when there is one), `error` (unless the run completed) and `finished`; wait
    until JetStream has acknowledged every event; write the termination message.
 
@@ -30,13 +31,14 @@ from opspawn.runner.config import NATS_URL, ConfigError, RunIdentity, TaskInput
 from opspawn.runner.events import EventDeliveryError, EventPublisher, PublisherSettings
 from opspawn.runner.exits import ExitReason, RunOutcome
 from opspawn.runner.loop import AgentLoop, LoopSettings
+from opspawn.runner.memory.session import MemoryRequiredError, long_term_memory
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.model.ledger import UsageLedger
 from opspawn.runner.redact import Redactor
 from opspawn.runner.report import report_outcome, termination_message
 from opspawn.runner.termination import write_termination_message
 from opspawn.runner.tools.base import Tool
-from opspawn.runner.tools.builtin import build_registry
+from opspawn.runner.tools.builtin import BUILTIN_FACTORIES, build_registry
 from opspawn.runner.tools.registry import ToolConfigError
 
 logger = logging.getLogger(__name__)
@@ -149,6 +151,8 @@ class Attempt:
             return self._outcome(ExitReason.INVALID_INPUT, str(error))
         except ToolServerUnavailableError as error:
             return self._outcome(ExitReason.TOOL_SERVER_UNAVAILABLE, str(error))
+        except MemoryRequiredError as error:
+            return self._outcome(ExitReason.MEMORY_UNAVAILABLE, str(error))
         except Exception as error:  # a bug: reported and mapped, never a traceback exit
             logger.exception("the runner failed")
             return self._outcome(ExitReason.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
@@ -176,17 +180,32 @@ class Attempt:
         except ValueError as error:
             return self._outcome(ExitReason.INVALID_INPUT, str(error))
         try:
-            async with _tool_servers(task.spec) as server_tools:
+            async with (
+                _tool_servers(task.spec) as server_tools,
+                long_term_memory(
+                    task.spec,
+                    task=self._identity.task,
+                    endpoint=task.memory,
+                    api_key=api_key,
+                    base_url=task.model_base_url,
+                    events=publisher,
+                ) as memory,
+            ):
                 agent = AgentLoop(
                     model=model,
                     events=publisher,
                     ledger=UsageLedger(
                         task.prices, provider=model.provider, model=task.spec.model.name
                     ),
-                    settings=LoopSettings.from_spec(task.spec, self._deadline, task.output),
+                    settings=LoopSettings.from_spec(
+                        task.spec, self._deadline, task.output, memory.context
+                    ),
                 )
                 tools = build_registry(
-                    task.spec.tools, agent.record_tool_use, extra_tools=server_tools
+                    task.spec.tools,
+                    agent.record_tool_use,
+                    extra_tools=server_tools,
+                    factories={**BUILTIN_FACTORIES, **memory.tool_factories},
                 )
                 self._agent = agent
                 return await agent.run(tools)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, Json, SecretStr, ValidationError
 
 from opspawn.api.agenttask import AgentTaskSpec, Provider
 from opspawn.api.events import MIN_KEY_BYTES, SigningKey, TaskRef
+from opspawn.runner.memory.endpoint import GrpcAddressError, MemoryEndpoint, WeaviateAddress
 from opspawn.runner.output import OutputContract, OutputSchemaError
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ SIGNING_KEY = "OPSPAWN_SIGNING_KEY"
 MODEL_API_KEY = "OPSPAWN_MODEL_API_KEY"
 MODEL_BASE_URL = "OPSPAWN_MODEL_BASE_URL"
 PRICES = "OPSPAWN_PRICES"
+WEAVIATE_URL = "OPSPAWN_WEAVIATE_URL"
+WEAVIATE_GRPC_ADDRESS = "OPSPAWN_WEAVIATE_GRPC_ADDRESS"
+EMBEDDING_MODEL = "OPSPAWN_EMBEDDING_MODEL"
 LOG_LEVEL = "OPSPAWN_LOG_LEVEL"
 
 NATS_SCHEMES = ("nats://", "tls://", "ws://", "wss://")
@@ -89,6 +93,13 @@ class _TaskEnvironment(_Environment):
         default=None, alias=MODEL_BASE_URL, max_length=2048, pattern=HTTP_URL
     )
     prices: str | None = Field(default=None, alias=PRICES)
+    weaviate_url: str | None = Field(default=None, alias=WEAVIATE_URL, max_length=2048)
+    weaviate_grpc_address: str | None = Field(
+        default=None, alias=WEAVIATE_GRPC_ADDRESS, max_length=512
+    )
+    embedding_model: str | None = Field(
+        default=None, alias=EMBEDDING_MODEL, max_length=256, pattern=r"^[\w./:-]+$"
+    )
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,8 @@ class TaskInput:
     """The built-in price table with OPSPAWN_PRICES laid over it."""
     output: OutputContract | None
     """spec.outputSchema, parsed."""
+    memory: MemoryEndpoint = field(default_factory=MemoryEndpoint)
+    """Where long-term memory is kept, and which embedding model the provider offers."""
 
 
 def _present(env: Mapping[str, str]) -> dict[str, str]:
@@ -194,6 +207,14 @@ def load_task(env: Mapping[str, str]) -> TaskInput:
         prices = _price_table(raw.prices)
     except (OSError, ValueError) as error:
         problems.append(f"{PRICES}: {_describe(error)}")
+    weaviate: WeaviateAddress | None = None
+    if raw.weaviate_url is not None:
+        try:
+            weaviate = WeaviateAddress.parse(raw.weaviate_url, raw.weaviate_grpc_address)
+        except GrpcAddressError as error:
+            problems.append(f"{WEAVIATE_GRPC_ADDRESS}: {error}")
+        except ValueError as error:
+            problems.append(f"{WEAVIATE_URL}: {error}")
     if problems or prices is None:
         raise ConfigError(problems)
     return TaskInput(
@@ -202,6 +223,7 @@ def load_task(env: Mapping[str, str]) -> TaskInput:
         model_base_url=raw.model_base_url,
         prices=prices,
         output=output,
+        memory=MemoryEndpoint(weaviate=weaviate, embedding_model=raw.embedding_model),
     )
 
 

@@ -24,6 +24,9 @@ InternalError           70    INTERNAL_ERROR    a bug in the runner
 ModelUnavailable        75    TRANSIENT         the provider kept failing through retries
 ToolServerUnavailable   75    TRANSIENT         an MCP server could not be reached
 EventsUndelivered       75    TRANSIENT         JetStream did not acknowledge the events
+MemoryUnavailable       75    TRANSIENT         long-term memory is required
+                                                (spec.memory.longTerm.required) and the
+                                                store or its embedder is unavailable
 Terminated              143   TERMINATED        SIGTERM (Pod deleted, evicted, preempted)
 ======================  ====  ================  =========================================
 """
@@ -55,6 +58,7 @@ class ExitReason(StrEnum):
     MODEL_UNAVAILABLE = "ModelUnavailable"
     TOOL_SERVER_UNAVAILABLE = "ToolServerUnavailable"
     EVENTS_UNDELIVERED = "EventsUndelivered"
+    MEMORY_UNAVAILABLE = "MemoryUnavailable"
     TERMINATED = "Terminated"
 
     @property
@@ -79,6 +83,7 @@ _EXIT_CODES: dict[ExitReason, RunnerExitCode] = {
     ExitReason.MODEL_UNAVAILABLE: RunnerExitCode.TRANSIENT,
     ExitReason.TOOL_SERVER_UNAVAILABLE: RunnerExitCode.TRANSIENT,
     ExitReason.EVENTS_UNDELIVERED: RunnerExitCode.TRANSIENT,
+    ExitReason.MEMORY_UNAVAILABLE: RunnerExitCode.TRANSIENT,
     ExitReason.TERMINATED: RunnerExitCode.TERMINATED,
 }
 

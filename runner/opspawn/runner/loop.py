@@ -74,12 +74,17 @@ class LoopSettings:
 
     @classmethod
     def from_spec(
-        cls, spec: AgentTaskSpec, deadline: Deadline, output: OutputContract | None
+        cls,
+        spec: AgentTaskSpec,
+        deadline: Deadline,
+        output: OutputContract | None,
+        memories: Sequence[str] = (),
     ) -> LoopSettings:
-        """The settings of `spec`; `output` is its parsed outputSchema, if it has one."""
+        """The settings of `spec`; `output` is its parsed outputSchema, if it has one, and
+        `memories` the long-term memories recalled for its goal."""
         return cls(
             system=system_message(output.schema if output else None),
-            goal=goal_message(spec),
+            goal=goal_message(spec, memories),
             budgets=Budgets.from_limits(spec.limits, deadline),
             max_repeated_tool_calls=spec.limits.max_repeated_tool_calls,
             max_output_repairs=spec.limits.max_output_repairs,

@@ -7,6 +7,7 @@ User text (goal, context, inputs) is passed to the model literally: nothing here
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from opspawn.api.agenttask import AgentTaskSpec
@@ -32,11 +33,20 @@ def system_message(output_schema: dict[str, Any] | None) -> Message:
     return Message.system(text)
 
 
-def goal_message(spec: AgentTaskSpec) -> Message:
+MEMORIES_HEADER = (
+    "Memories recalled from earlier tasks in this namespace (they may be outdated or "
+    "irrelevant; trust the goal and tool results over them):"
+)
+
+
+def goal_message(spec: AgentTaskSpec, memories: Sequence[str] = ()) -> Message:
+    """The goal, context and inputs, and the long-term memories recalled for the goal."""
     sections = [f"Goal:\n{spec.goal}"]
     if spec.context:
         sections.append(f"Context:\n{spec.context}")
     if spec.inputs:
         lines = "\n".join(f"- {name}: {value}" for name, value in sorted(spec.inputs.items()))
         sections.append(f"Inputs:\n{lines}")
+    if memories:
+        sections.append(MEMORIES_HEADER + "\n" + "\n".join(memories))
     return Message.user("\n\n".join(sections))

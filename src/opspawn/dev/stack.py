@@ -1,5 +1,5 @@
 """The whole local stack: control plane + CRDs, process kubelet, NATS, Postgres, and for
-`opspawn dev up` the mock model and the operator.
+`opspawn dev up` Weaviate (long-term memory), the mock model and the operator.
 
 `DevStack.start()` brings everything up under one work directory and writes `env` there
 (KUBECONFIG, NATS_URL, DATABASE_URL, and PATH with the matching kubectl); `stop()` stops
@@ -36,6 +36,7 @@ from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import Postgres
 from opspawn.dev.processes import ManagedProcess, pid_alive, stop_process_group
 from opspawn.dev.rbac import grant_cluster_role
+from opspawn.dev.weaviate import WeaviateServer
 
 KUBELET_USER = "opspawn:process-kubelet"
 KUBELET_RULES = [
@@ -72,9 +73,12 @@ class DevStack:
     with_operator: bool = False
     """Also run the mock model and `opspawn operator` (with the real runner), as
     `opspawn dev up` does; the tests start operators of their own instead."""
+    with_weaviate: bool = False
+    """Also run Weaviate, and point the operator's runners at it for long-term memory."""
     control_plane: ControlPlane | None = None
     nats: NatsServer | None = None
     postgres: Postgres | None = None
+    weaviate: WeaviateServer | None = None
     kubelet: ManagedProcess | None = None
     mock_model: ManagedProcess | None = None
     mock_model_url: str | None = None
@@ -113,6 +117,9 @@ class DevStack:
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
             self.postgres.start()
+        if self.with_weaviate:
+            self.weaviate = WeaviateServer(self.workdir / "weaviate")
+            self.weaviate.start()
         if self.with_operator:
             self._start_operator(self.control_plane)
         environment = self.environment()
@@ -187,6 +194,14 @@ class DevStack:
                 "text",
                 *(f"--model-base-url={p}={url}" for p, url in base_urls.items()),
                 *(["--database-url", self.postgres.url] if self.postgres else []),
+                *(
+                    [
+                        f"--weaviate-url={self.weaviate.url}",
+                        f"--weaviate-grpc-address={self.weaviate.grpc_address}",
+                    ]
+                    if self.weaviate
+                    else []
+                ),
             ],
         )
 
@@ -201,6 +216,9 @@ class DevStack:
             environment["NATS_URL"] = self.nats.url
         if self.postgres is not None:
             environment["DATABASE_URL"] = self.postgres.url
+        if self.weaviate is not None:
+            environment["OPSPAWN_WEAVIATE_URL"] = self.weaviate.url
+            environment["OPSPAWN_WEAVIATE_GRPC_ADDRESS"] = self.weaviate.grpc_address
         if self.mock_model_url is not None:
             environment["OPSPAWN_MOCK_MODEL_URL"] = self.mock_model_url
         if self.operator is not None:
@@ -212,7 +230,7 @@ class DevStack:
         found = list(self.control_plane.processes) if self.control_plane else []
         if self.kubelet is not None:
             found.append(self.kubelet)
-        for server in (self.nats, self.postgres):
+        for server in (self.nats, self.postgres, self.weaviate):
             if server is not None and server.process is not None:
                 found.append(server.process)
         if self.mock_model is not None:
@@ -226,6 +244,8 @@ class DevStack:
             self.operator.stop()
         if self.mock_model is not None:
             self.mock_model.stop()
+        if self.weaviate is not None:
+            self.weaviate.stop()
         if self.postgres is not None:
             self.postgres.stop()
         if self.nats is not None:
