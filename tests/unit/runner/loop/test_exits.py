@@ -20,6 +20,7 @@ def test_only_infrastructure_failures_are_retried() -> None:
         ExitReason.MODEL_UNAVAILABLE,
         ExitReason.TOOL_SERVER_UNAVAILABLE,
         ExitReason.EVENTS_UNDELIVERED,
+        ExitReason.MEMORY_UNAVAILABLE,
         ExitReason.TERMINATED,
     }
 
