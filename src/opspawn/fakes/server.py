@@ -11,6 +11,9 @@ One server answers all three APIs:
 - Anthropic Messages: `POST /v1/messages` (base URL `<url>`);
 - Gemini: `POST /v1/models/{model}:generateContent`, or `/v1beta/...` (base URL `<url>`).
 
+and embeddings for long-term memory (`opspawn.fakes.embeddings`): OpenAI `POST /v1/embeddings`,
+Gemini `POST /v1beta/models/{model}:batchEmbedContents`; they answer outside the script.
+
 Every request is recorded (`requests`) with its arrival and response times on the monotonic
 clock, so tests can check what clients sent and when, without timing anything themselves.
 """
@@ -22,12 +25,18 @@ import contextlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
 
+from opspawn.fakes.embeddings import (
+    EmbeddingRequestError,
+    google_batch_embeddings,
+    openai_embeddings,
+)
 from opspawn.fakes.replies import build_reply
 from opspawn.fakes.script import Failure, Script, default_script
 from opspawn.fakes.wire import Wire, WireError
@@ -36,6 +45,7 @@ from opspawn.fakes.wire_google import GoogleWire
 from opspawn.fakes.wire_openai import OpenAIWire
 
 GENERATE_CONTENT = "generateContent"
+BATCH_EMBED_CONTENTS = "batchEmbedContents"
 OPENAI = OpenAIWire()
 ANTHROPIC = AnthropicWire()
 GOOGLE = GoogleWire()
@@ -84,6 +94,7 @@ class FakeModelServer:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1/embeddings", self._openai_embeddings)
         app.router.add_post("/{version:v1|v1beta}/models/{model_and_method}", self._google)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -156,9 +167,35 @@ class FakeModelServer:
 
     async def _google(self, request: web.Request) -> web.Response:
         model, _, method = request.match_info["model_and_method"].partition(":")
+        if method == BATCH_EMBED_CONTENTS:
+            return await self._embeddings(request, GOOGLE, google_batch_embeddings)
         if method != GENERATE_CONTENT:
-            raise web.HTTPNotFound(text=f"the fake server only serves :{GENERATE_CONTENT}")
+            raise web.HTTPNotFound(
+                text=f"the fake server only serves :{GENERATE_CONTENT} and :{BATCH_EMBED_CONTENTS}"
+            )
         return await self._answer(request, GOOGLE, model=model)
+
+    async def _openai_embeddings(self, request: web.Request) -> web.Response:
+        return await self._embeddings(request, OPENAI, openai_embeddings)
+
+    async def _embeddings(
+        self, request: web.Request, wire: Wire, answer: Callable[[Any], dict[str, Any]]
+    ) -> web.Response:
+        """Embeddings: recorded like every request, answered without using a script turn."""
+        raw = await request.read()
+        record = RecordedRequest(
+            provider=wire.provider,
+            path=request.path,
+            headers=dict(request.headers),
+            body=_json_or_none(raw),
+            received_at=time.monotonic(),
+        )
+        self._requests.append(record)
+        try:
+            body = answer(record.body)
+        except EmbeddingRequestError as error:
+            return self._respond(record, wire.error_body(400, str(error)), status=400)
+        return self._respond(record, body, status=200)
 
     async def _answer(self, request: web.Request, wire: Wire, *, model: str | None) -> web.Response:
         raw = await request.read()

@@ -78,7 +78,9 @@ def tool_result(events: list[RunnerEvent], tool: str) -> ToolResultPayload:
 
 
 def first_prompt(server: FakeModelServer) -> str:
-    return json.dumps(server.requests[0].body["messages"])
+    """The messages of the first model call (embeddings requests aside)."""
+    chats = [r for r in server.requests if r.path.endswith("/chat/completions")]
+    return json.dumps(chats[0].body["messages"])
 
 
 async def run_task(
@@ -88,6 +90,7 @@ async def run_task(
     *,
     namespace: str,
     weaviate: tuple[str, str],
+    **env: str,
 ) -> tuple[RunnerProcess, str]:
     uid = str(uuid.uuid4())
     runner = await start_runner(
@@ -97,6 +100,7 @@ async def run_task(
         OPSPAWN_TASK_UID=uid,
         OPSPAWN_WEAVIATE_URL=weaviate[0],
         OPSPAWN_WEAVIATE_GRPC_ADDRESS=weaviate[1],
+        **env,
     )
     return runner, uid
 
@@ -159,6 +163,43 @@ async def test_a_remembered_fact_is_recalled_later_in_its_namespace_only(
     assert FACT not in first_prompt(other_ns_model)
     assert tool_result(elsewhere, "recall").content == "No relevant memories."
     assert [p.count for p in memory_events(elsewhere, "recall")] == [0, 0]
+
+
+async def test_with_the_providers_embedding_model_memories_carry_over_too(
+    serve: Serve,
+    start_runner: Run,
+    event_stream: NatsClient,
+    weaviate_server: WeaviateServer,
+    collection: str,
+) -> None:
+    weaviate = (weaviate_server.url, weaviate_server.grpc_address)
+    embedding = {"OPSPAWN_EMBEDDING_MODEL": "text-embedding-3-small"}
+    writer_model, reader_model = await serve(REMEMBER_IT), await serve(RECALL_IT)
+    writer, _ = await run_task(
+        start_runner,
+        writer_model,
+        memory_spec(collection, "Remember when staging is upgraded."),
+        namespace="team-a",
+        weaviate=weaviate,
+        **embedding,
+    )
+    assert await writer.finish() == 0, writer.stderr
+    reader, reader_uid = await run_task(
+        start_runner,
+        reader_model,
+        memory_spec(collection, QUESTION),
+        namespace="team-a",
+        weaviate=weaviate,
+        **embedding,
+    )
+    assert await reader.finish() == 0, reader.stderr
+
+    embedded = [r.body["input"] for r in writer_model.requests if r.path == "/v1/embeddings"]
+    assert [FACT] in embedded  # the fact was embedded by the provider, through its SDK
+    assert any(r.path == "/v1/embeddings" for r in reader_model.requests)
+    assert FACT in first_prompt(reader_model)
+    read = events_of(await stored_events(event_stream), reader_uid)
+    assert FACT in memory_events(read, "recall")[0].detail
 
 
 async def test_with_weaviate_down_the_task_goes_on_without_memory(
