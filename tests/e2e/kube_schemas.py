@@ -29,24 +29,26 @@ def file_name(api_version: str, kind: str) -> str:
     return f"{kind.lower()}{suffix}.json"
 
 
-def _strict(node: Any) -> Any:
-    """A copy of `node` with `additionalProperties: false` on every object that declares its
+def _strict(schema: Any) -> Any:
+    """A copy of `schema` with `additionalProperties: false` on every object that declares its
     properties (and does not preserve unknown fields), and int-or-string made a union."""
-    if isinstance(node, list):
-        return [_strict(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if node.get("x-kubernetes-int-or-string") or node.get("format") == "int-or-string":
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("x-kubernetes-int-or-string") is True or schema.get("format") == "int-or-string":
         return dict(_INT_OR_STRING)
-    copy = {key: _strict(value) for key, value in node.items()}
-    if (
-        "properties" in copy
-        and "additionalProperties" not in copy
-        and not node.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        copy["additionalProperties"] = False
-    if node.get("x-kubernetes-int-or-string"):
-        copy.pop("anyOf", None)
+    copy = dict(schema)
+    if isinstance(schema.get("properties"), dict):
+        copy["properties"] = {name: _strict(node) for name, node in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get(
+            "x-kubernetes-preserve-unknown-fields"
+        ):
+            copy["additionalProperties"] = False
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), dict):
+            copy[key] = _strict(schema[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            copy[key] = [_strict(node) for node in schema[key]]
     return copy
 
 
@@ -92,7 +94,9 @@ def builtin_schemas(
                 continue
             schema = {
                 "$ref": f"{_REF_PREFIX}{name}",
-                "definitions": _strict(_closure(definitions, name)),
+                "definitions": {
+                    ref: _strict(node) for ref, node in _closure(definitions, name).items()
+                },
             }
             (directory / file_name(api_version, kind)).write_text(json.dumps(schema))
             written.add((api_version, kind))

@@ -46,7 +46,10 @@ def schemas(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("schemas")
     wanted = {
         (doc["apiVersion"], doc["kind"])
-        for text in [*(_rendered(c) for c in COMBINATIONS), *(p.read_text() for p in INSTALLERS)]
+        for text in [
+            *(_rendered(c) for c in COMBINATIONS),
+            *(p.read_text() for p in [*INSTALLERS, *EXAMPLES]),
+        ]
         for doc in _documents(text)
     }
     openapi = kubectl("get", "--raw", "/openapi/v2")
@@ -89,7 +92,9 @@ def _assert_all_valid(results: list[dict[str, Any]], expected_count: int) -> Non
         if result["kind"] == UNSCHEMED:
             assert result["status"] == "statusSkipped"
         else:
-            assert result["status"] == "statusValid", result
+            assert result["status"] == "statusValid", (
+                f"{result['kind']} {result['name']}: {result.get('msg')}"
+            )
 
 
 @pytest.mark.parametrize("combination", COMBINATIONS)
@@ -111,12 +116,16 @@ def test_schemas_refuse_unknown_fields_and_wrong_types(schemas: Path, tmp_path: 
         doc for doc in _documents(_rendered("default")) if doc["kind"] == "Deployment"
     )
     deployment["spec"]["replicass"] = 1
-    task = _documents(EXAMPLES[0].read_text())[0]
+    task = _documents((ROOT / "manifests" / "examples" / "openai-tools.yaml").read_text())[0]
     task["spec"]["limits"]["maxSteps"] = "ten"
     task["spec"]["goall"] = "typo"
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump_all([deployment, task]))
-    results = kubeconform(schemas, [broken])
-    assert [r["status"] for r in results] == ["statusInvalid", "statusInvalid"]
-    assert "replicass" in results[0]["msg"]
-    assert "goall" in results[1]["msg"] or "maxSteps" in results[1]["msg"]
+    results = {r["kind"]: r for r in kubeconform(schemas, [broken])}
+    assert {kind: r["status"] for kind, r in results.items()} == {
+        "Deployment": "statusInvalid",
+        "AgentTask": "statusInvalid",
+    }
+    assert "'replicass' not allowed" in results["Deployment"]["msg"]
+    assert "'goall' not allowed" in results["AgentTask"]["msg"]
+    assert "/spec/limits/maxSteps" in results["AgentTask"]["msg"]
