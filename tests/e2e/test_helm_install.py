@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client as async_client
 
+from opspawn.dev.helm import CHART, helm
 from opspawn.dev.stack import DevStack
 from opspawn.operator.kube import connection_info
 from tests.conftest import Kubectl
@@ -233,3 +234,38 @@ def test_aggregated_roles_give_users_agenttasks(
     )
     assert not _can(kubectl, "bob", "create", "agenttasks.opspawn.io", watched)
     assert not _can(kubectl, "bob", "delete", "agenttasks.opspawn.io", watched)
+
+
+def test_helm_upgrade_applies_new_values_and_refuses_typos(
+    stack: DevStack, kubectl: Kubectl, chart_install: ChartInstall
+) -> None:
+    def upgrade(*values: str) -> subprocess.CompletedProcess[str]:
+        return helm(
+            "upgrade",
+            chart_install.release,
+            str(CHART),
+            "--namespace",
+            chart_install.namespace,
+            "--reuse-values",
+            *values,
+            kubeconfig=stack.kubeconfig,
+        )
+
+    refused = upgrade("--set", "operator.wokers=3")
+    assert refused.returncode != 0 and "'wokers' not allowed" in refused.stderr
+    upgraded = upgrade("--set", "operator.workers=3")
+    assert upgraded.returncode == 0, upgraded.stderr
+    deployment = json.loads(
+        kubectl(
+            "get",
+            "deployment",
+            f"{chart_install.release}-opspawn",
+            "-o",
+            "json",
+            namespace=chart_install.namespace,
+        ).stdout
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OPSPAWN_OPERATOR_WORKERS"] == "3"
+    assert env["OPSPAWN_OPERATOR_NAMESPACES"] == chart_install.watched  # reused
