@@ -48,7 +48,9 @@ def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
     always talk to the same cluster as the same identity (refreshing a rotated token)."""
     if configuration.refresh_api_key_hook is not None:
         configuration.refresh_api_key_hook(configuration)
-    token = str(configuration.api_key.get("authorization", "")).removeprefix("Bearer ").strip()
+    # kubernetes_asyncio's config loaders keep the token under "BearerToken" ("Bearer …").
+    stored = configuration.api_key.get("BearerToken") or configuration.api_key.get("authorization")
+    token = str(stored or "").removeprefix("Bearer ").strip()
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
