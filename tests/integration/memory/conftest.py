@@ -1,7 +1,7 @@
 """Fixtures of the long-term memory tests: one real Weaviate per pytest worker (session scope,
 on free ports, data in a temp dir, stopped at the end) and a fresh collection per test, so
 tests never see each other's memories. The runner-process fixtures of the runner-loop tests
-are shared from there."""
+and the operator fixtures of the operator tests are shared from there."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ import pytest
 
 from opspawn.dev.weaviate import WeaviateServer
 from opspawn.runner.memory.endpoint import WeaviateAddress
+from tests.integration.operator.conftest import (
+    operator_kubeconfig_path,
+    start_test_operator,
+    tasks,
+)
 from tests.integration.runner_loop.conftest import start_runner
 
-__all__ = ["start_runner"]
+__all__ = ["operator_kubeconfig_path", "start_runner", "start_test_operator", "tasks"]
 
 WEAVIATE_READY_SECONDS = 90.0
 
