@@ -16,7 +16,8 @@ Wire format
     events of that type only (their `type` fails validation; the operator dead-letters them)
     and goes on with the rest, so upgrade the consumer (the operator) before the publisher
     (the runner image). Types added so far: `result_part` (the full text of a result too large
-    for its `result` event; see `ResultPayload`).
+    for its `result` event; see `ResultPayload`). New values of a closed set are the same kind
+    of change: the `memory` operations `expire` and `unavailable` (long-term memory).
 
 Identity and ordering
     `sequence` starts at 1 for every attempt and increases by one per event. The `id` is derived

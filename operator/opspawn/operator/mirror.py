@@ -69,6 +69,10 @@ def summarise(event: RunnerEvent) -> str:
             text = f"{payload.total_tokens} tokens"
         case LogPayload():
             text = f"{payload.level}: {payload.message}"
+        case MemoryPayload(operation="unavailable"):
+            text = f"memory unavailable: {payload.detail}"
+        case MemoryPayload():
+            text = f"memory {payload.operation}: {payload.count}"
         case ErrorPayload():
             text = f"{payload.reason}: {payload.message}"
         case FinishedPayload():

@@ -27,6 +27,13 @@ Environment
                                                 for provider openai-compatible
     OPSPAWN_MODEL_BASE_URL            no        overrides the provider endpoint (tests and
                                                 dev point it at the mock model server)
+    OPSPAWN_WEAVIATE_URL              see note  long-term memory's Weaviate (http:// or
+                                                https://); set by the operator for tasks
+                                                with memory.longTerm.enabled
+    OPSPAWN_WEAVIATE_GRPC_ADDRESS     no        Weaviate's gRPC host:port (default: the
+                                                URL's host, port 50051)
+    OPSPAWN_EMBEDDING_MODEL           no        the provider's embedding model for memory
+                                                (default: the offline WordLlama embedder)
     OPSPAWN_PRICES                    no        price-table overrides: JSON text, or the
                                                 path of a YAML/JSON file; {provider:
                                                 {model: {input, output, cached_input}}}

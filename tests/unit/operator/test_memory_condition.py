@@ -120,6 +120,7 @@ async def test_an_unavailable_store_sets_memory_available_false_and_keeps_other_
     memory = _condition(kube.status, "MemoryAvailable")
     assert (memory["status"], memory["reason"]) == ("False", "MemoryUnavailable")
     assert memory["message"] == "cannot connect to Weaviate"
+    assert kube.status["lastEvent"]["summary"] == "memory unavailable: cannot connect to Weaviate"
     assert _condition(kube.status, "Succeeded") == SUCCEEDED_UNKNOWN
 
 
