@@ -163,12 +163,13 @@ class Reconciler:
     # ------------------------------------------------------------------ workers
 
     async def run(self) -> None:
-        """The workers and the queue-position refresher, until cancelled."""
+        """The workers, the Event posters and the queue-position refresher, until cancelled."""
         await self._ready.wait()
         workers = [
             asyncio.create_task(self.queue.run_worker(self.reconcile), name=f"reconcile-{i}")
             for i in range(self._settings.workers)
         ]
+        workers.append(asyncio.create_task(self._events.run(), name="event-recorder"))
         try:
             while True:
                 await asyncio.sleep(self._settings.queue_position_refresh_seconds)
@@ -226,7 +227,7 @@ class Reconciler:
         await self._write_status(task, decision.status)
         for action in decision.actions:
             if isinstance(action, Notify):
-                await self._events.record(
+                self._events.record(
                     task,
                     action.reason,
                     action.message,
