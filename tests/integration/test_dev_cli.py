@@ -50,11 +50,12 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
             "process-kubelet",
             "nats-server",
             "postgres",
+            "weaviate",
             "mock-model",
             "operator",
         ]
         env_file = (workdir / "env").read_text()
-        for variable in ("KUBECONFIG", "NATS_URL", "DATABASE_URL", "PATH"):
+        for variable in ("KUBECONFIG", "NATS_URL", "DATABASE_URL", "OPSPAWN_WEAVIATE_URL", "PATH"):
             assert f"export {variable}=" in env_file
 
         again = _opspawn("dev", "up", "--dir", str(workdir))
@@ -62,7 +63,7 @@ def test_dev_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
         assert json.loads((workdir / "state.json").read_text()) == state
 
         status = _opspawn("dev", "status", "--dir", str(workdir))
-        assert status.returncode == 0 and status.stdout.count("running") == 8
+        assert status.returncode == 0 and status.stdout.count("running") == 9
 
         exports = _opspawn("dev", "env", "--dir", str(workdir)).stdout
         environment = dict(os.environ)
