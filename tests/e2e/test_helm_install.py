@@ -10,12 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from kubernetes_asyncio import client as async_client
-
 from opspawn.dev.helm import CHART, helm
 from opspawn.dev.stack import DevStack
-from opspawn.operator.kube import connection_info
 from tests.conftest import Kubectl
 from tests.e2e.conftest import ChartInstall, StartChartOperator, poll
 
@@ -29,20 +25,6 @@ def _pods(kubectl: Kubectl, namespace: str, selector: str) -> list[str]:
     return listed.stdout.split()
 
 
-def _kopf_login_drops_bearer_tokens() -> bool:
-    """kubernetes_asyncio keeps a token under api_key["BearerToken"]; a login that looks
-    elsewhere hands kopf no credentials, and every watch runs as system:anonymous."""
-    configuration = async_client.Configuration()
-    configuration.api_key["BearerToken"] = "Bearer probe"
-    return connection_info(configuration).token is None
-
-
-@pytest.mark.xfail(
-    _kopf_login_drops_bearer_tokens(),
-    reason="opspawn.operator.kube.connection_info reads api_key['authorization'], not "
-    "'BearerToken': with a ServiceAccount token (every in-cluster install) kopf is anonymous",
-    run=False,
-)
 def test_chart_operator_runs_an_example_task_under_restricted_pod_security(
     stack: DevStack,
     kubectl: Kubectl,
