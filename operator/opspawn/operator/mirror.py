@@ -154,8 +154,9 @@ class _TaskSummary:
 
     def _memory_conditions(self, task: TaskView) -> list[dict[str, Any]] | None:
         """The task's conditions with `MemoryAvailable` set as the events say (None when
-        they already say so)."""
-        if self.memory is None or not task.status_readable:
+        they already say so). A finished task's conditions are left alone: the mirror never
+        writes over the final `Succeeded`."""
+        if self.memory is None or not task.status_readable or task.finished:
             return None
         status, reason, message = self.memory
         current = task.status.conditions

@@ -84,9 +84,9 @@ class StatusWrites:
         return task_body(spec(), dict(self.status), name=TASK.task_name, uid=TASK.task_uid)
 
 
-async def _mirrored(*payloads: Any) -> StatusWrites:
+async def _mirrored(*payloads: Any, succeeded: dict[str, Any] = SUCCEEDED_UNKNOWN) -> StatusWrites:
     """Observe events with `payloads` one by one, each written before the next."""
-    status: dict[str, Any] = {"conditions": [SUCCEEDED_UNKNOWN]}
+    status: dict[str, Any] = {"conditions": [succeeded]}
     store = Store()
     store.put_task(
         TaskView.from_body(task_body(spec(), status, name=TASK.task_name, uid=TASK.task_uid))
@@ -135,3 +135,13 @@ async def test_answers_set_it_true_once_and_compaction_does_not_count() -> None:
     memory = _condition(kube.status, "MemoryAvailable")
     assert (memory["status"], memory["reason"]) == ("True", "MemoryAnswered")
     assert sum("conditions" in patch for patch in kube.patches) == 1
+
+
+async def test_a_finished_tasks_conditions_are_left_alone() -> None:
+    succeeded = {**SUCCEEDED_UNKNOWN, "status": "True", "reason": "Completed", "message": ""}
+    kube = await _mirrored(
+        MemoryPayload(operation="unavailable", detail="gone"), succeeded=succeeded
+    )
+
+    assert kube.status["conditions"] == [succeeded]
+    assert kube.status["lastEvent"]["summary"] == "memory unavailable: gone"
