@@ -183,6 +183,9 @@ def test_settings_reach_the_operator_command_as_environment(
     assert (tuned["deadline_grace_seconds"], tuned["termination_grace_seconds"]) == (60, 10)
     assert (tuned["log_format"], tuned["log_level"]) == ("text", "DEBUG")
     assert tuned["namespaces"] == () and tuned["database_url"] is None
+    assert tuned["weaviate_url"] == "http://weaviate.weaviate.svc:8080"
+    assert tuned["weaviate_grpc_address"] == "weaviate-grpc.weaviate.svc:50051"
+    assert tuned["embedding_models"] == ("openai=text-embedding-3-small",)
 
     namespaced = _parsed_by_the_cli(
         operator_container(objects(COMBINATIONS["namespaced"])), monkeypatch
@@ -195,6 +198,24 @@ def test_settings_reach_the_operator_command_as_environment(
     assert default["runner_image"] == "ghcr.io/opspawn/opspawn:0.1.0"
     assert default["runner_command"] == "opspawn runner"
     assert default["database_url"] is None and default["migrate"] is True
+
+
+def test_every_operator_option_is_a_chart_value() -> None:
+    """A new option of `opspawn operator` fails here until the chart can set it (the
+    kubeconfig excepted: in the cluster the operator uses its ServiceAccount)."""
+    set_somewhere = {
+        variable["name"]
+        for values in COMBINATIONS.values()
+        for variable in operator_container(objects(values))["env"]
+    }
+    for parameter in operator_command.params:
+        assert parameter.name is not None
+        if parameter.name == "kubeconfig":
+            continue
+        envvar = parameter.envvar or []
+        names = {f"OPSPAWN_OPERATOR_{parameter.name.upper()}"}
+        names |= {envvar} if isinstance(envvar, str) else set(envvar)
+        assert names & set_somewhere, f"--{parameter.name} cannot be set from the chart's values"
 
 
 def test_database_url_comes_from_the_existing_secret_only() -> None:
@@ -228,7 +249,9 @@ def test_runner_network_policy_allows_dns_nats_and_models_only() -> None:
     cluster = of_kind(objects(COMBINATIONS["cluster"]), "NetworkPolicy")
     assert sorted(p["metadata"]["namespace"] for p in cluster) == ["team-a", "team-b"]
     tuned = of_kind(objects(COMBINATIONS["tuned"]), "NetworkPolicy")
-    assert len(tuned[0]["spec"]["egress"]) == 4  # extraEgress appended
+    weaviate_ports = [(p["protocol"], p["port"]) for p in tuned[0]["spec"]["egress"][3]["ports"]]
+    assert weaviate_ports == [("TCP", 8080), ("TCP", 50051)]  # with memory.weaviateURL
+    assert len(tuned[0]["spec"]["egress"]) == 5  # extraEgress appended
 
 
 def test_metrics_service_and_service_monitor_select_the_operator() -> None:
