@@ -11,6 +11,11 @@
 - Watches: the server ends each watch after 5 minutes and kopf restarts it; a watch silent for
   longer than the inactivity timeout (70 s, above the apiserver's 60 s bookmarks) is treated
   as dead and restarted. Runner Jobs are filtered server-side by label.
+- Memory with many objects: kopf's initial listing is read in pages of LIST_CHUNK_SIZE (its
+  default reads all objects in one response). kopf runs one worker per object with events,
+  and a worker keeps the object's last body while it idles; at start every task arrives at
+  once, so at most WORKER_LIMIT workers run at a time and an idle one exits after
+  WORKER_IDLE_SECONDS (kopf's defaults, no limit and 5 s, held every task's body at once).
 - Peering off (standalone): one replica runs at a time (the chart's Deployment uses the
   Recreate strategy), so no KopfPeering resources or RBAC are needed.
 - Scanning off: the set of namespaces (`--namespace`, or the whole cluster) and the CRD are
@@ -31,6 +36,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 WATCH_SERVER_TIMEOUT_SECONDS = 300
 WATCH_INACTIVITY_TIMEOUT_SECONDS = 70.0
 RUNNER_JOBS = ("batch", "v1", "jobs")
+LIST_CHUNK_SIZE = 500
+WORKER_LIMIT = 256
+WORKER_IDLE_SECONDS = 0.5
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -47,5 +55,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 30
     settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT_SECONDS
     settings.watching.label_selectors[RUNNER_JOBS] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    settings.watching.chunk_size = LIST_CHUNK_SIZE
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.peering.standalone = True
     settings.scanning.disabled = True

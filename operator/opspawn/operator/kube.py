@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes_asyncio import client, config
@@ -24,6 +24,9 @@ from opspawn.operator import metrics
 from opspawn.operator.runner_job import MANAGED_BY, SIGNING_KEY_KEY, TASK_UID_LABEL, KubeObject
 
 COMPONENT = "opspawn-operator"
+
+Item = TypeVar("Item")
+"""What a LIST's bodies are converted to (the store's views)."""
 
 
 class OwnershipConflictError(RuntimeError):
@@ -162,40 +165,57 @@ class KubeClient:
 
     # ------------------------------------------------------------------ AgentTasks
 
-    async def list_tasks(self, namespaces: tuple[str, ...]) -> list[KubeObject]:
-        """Every AgentTask in `namespaces` (empty: the whole cluster), read in pages."""
+    async def list_tasks(
+        self, namespaces: tuple[str, ...], convert: Callable[[KubeObject], Item]
+    ) -> list[Item]:
+        """Every AgentTask in `namespaces` (empty: the whole cluster), read in pages, each
+        body converted as its page arrives."""
         if not namespaces:
             return await self._pages(
                 "agenttasks",
                 partial(self._custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
+                convert,
             )
-        found: list[KubeObject] = []
+        found: list[Item] = []
         for namespace in namespaces:
             found += await self._pages(
                 "agenttasks",
                 partial(
                     self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
                 ),
+                convert,
             )
         return found
 
-    async def list_runner_jobs(self, namespaces: tuple[str, ...]) -> list[KubeObject]:
-        """Every Job the operator made in `namespaces` (empty: the whole cluster)."""
+    async def list_runner_jobs(
+        self, namespaces: tuple[str, ...], convert: Callable[[KubeObject], Item]
+    ) -> list[Item]:
+        """Every Job the operator made in `namespaces` (empty: the whole cluster), converted."""
         selector = f"app.kubernetes.io/managed-by={MANAGED_BY}"
         if not namespaces:
             return await self._pages(
-                "jobs", partial(self._batch.list_job_for_all_namespaces, label_selector=selector)
+                "jobs",
+                partial(self._batch.list_job_for_all_namespaces, label_selector=selector),
+                convert,
             )
-        found: list[KubeObject] = []
+        found: list[Item] = []
         for namespace in namespaces:
             found += await self._pages(
-                "jobs", partial(self._batch.list_namespaced_job, namespace, label_selector=selector)
+                "jobs",
+                partial(self._batch.list_namespaced_job, namespace, label_selector=selector),
+                convert,
             )
         return found
 
-    async def _pages(self, resource: str, fetch: Callable[..., Awaitable[Any]]) -> list[KubeObject]:
-        """All items of a LIST, 500 a page, as plain JSON (no model objects: they are many)."""
-        items: list[KubeObject] = []
+    async def _pages(
+        self,
+        resource: str,
+        fetch: Callable[..., Awaitable[Any]],
+        convert: Callable[[KubeObject], Item],
+    ) -> list[Item]:
+        """All items of a LIST, 500 a page, parsed as plain JSON (no model objects: they are
+        many) and converted page by page, so that only one page of bodies is ever held."""
+        items: list[Item] = []
         token: str | None = None
         while True:
             page: dict[str, Any] = {"limit": 500, "_preload_content": False}
@@ -206,7 +226,7 @@ class KubeClient:
                 if response.status >= 300:
                     raise ApiException(status=response.status, reason=response.reason)
                 body = json.loads(await response.read())
-            items += body.get("items") or []
+            items += [convert(item) for item in body.get("items") or []]
             token = (body.get("metadata") or {}).get("continue")
             if not token:
                 return items

@@ -23,6 +23,17 @@ from opspawn.operator.views import JobView, TaskView
 logger = logging.getLogger(__name__)
 
 
+async def _initial_sync(
+    kube: KubeClient, settings: OperatorSettings, reconciler: Reconciler
+) -> None:
+    """Fill the store from one LIST of each resource (kopf's watches keep it current). Only
+    the views are kept, a page at a time: the listed bodies, once held in the operator's
+    long-lived frame, were most of its memory with thousands of tasks."""
+    tasks = await kube.list_tasks(settings.namespaces, TaskView.from_body)
+    jobs = await kube.list_runner_jobs(settings.namespaces, JobView.from_body)
+    reconciler.start(tasks, jobs)
+
+
 def _event_pipeline(
     settings: OperatorSettings, kube: KubeClient, reconciler: Reconciler, audit: AuditStore
 ) -> list[asyncio.Task[None]]:
@@ -81,13 +92,7 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
     if audit is not None:
         background += _event_pipeline(settings, kube, reconciler, audit)
     try:
-        # The store is filled from one LIST of each resource; kopf's watches keep it current.
-        tasks = await kube.list_tasks(settings.namespaces)
-        jobs = await kube.list_runner_jobs(settings.namespaces)
-        reconciler.start(
-            [TaskView.from_body(task) for task in tasks],
-            [JobView.from_body(job) for job in jobs],
-        )
+        await _initial_sync(kube, settings, reconciler)
         watched = {operator, *background} - {stream}
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

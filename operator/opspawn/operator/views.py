@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from opspawn.api.agenttask import AgentTaskStatus
 from opspawn.api.conditions import is_finished
 from opspawn.operator.runner_job import ATTEMPT_LABEL, TASK_UID_LABEL, KubeObject
 
+_STATUS_MEMBERS = frozenset(
+    field.alias or name for name, field in AgentTaskStatus.model_fields.items()
+)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class TaskView:
     """An AgentTask as last seen (or as last written by the operator)."""
 
@@ -46,26 +49,26 @@ class TaskView:
             raw_status=_plain(body.get("status") or {}),
         )
 
-    @cached_property
     def _parsed_status(self) -> AgentTaskStatus | None:
-        """The status as a model. Members this version of the API does not know (written by a
-        newer operator, say) are ignored; None when the rest still does not fit the model."""
-        known = {field.alias or name for name, field in AgentTaskStatus.model_fields.items()}
+        """The status as a model, parsed at each use: kept for every task, the models cost
+        more memory than the plain status with thousands of tasks, and a reconcile parses a
+        few times. Members this version of the API does not know (written by a newer
+        operator, say) are ignored; None when the rest still does not fit the model."""
         try:
             return AgentTaskStatus.model_validate(
-                {k: v for k, v in self.raw_status.items() if k in known}
+                {k: v for k, v in self.raw_status.items() if k in _STATUS_MEMBERS}
             )
         except ValueError:
             return None
 
     @property
     def status_readable(self) -> bool:
-        return self._parsed_status is not None
+        return self._parsed_status() is not None
 
     @property
     def status(self) -> AgentTaskStatus:
         """The status as a model (empty when unreadable: check `status_readable` first)."""
-        return self._parsed_status or AgentTaskStatus()
+        return self._parsed_status() or AgentTaskStatus()
 
     @property
     def finished(self) -> bool:
@@ -101,7 +104,7 @@ class TaskView:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobView:
     """A runner Job: which task and attempt it belongs to, and where it stands."""
 
