@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from figures import emit, write_results
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, watch
 
 from opspawn.dev.operator_process import OPERATOR_USER, operator_kubeconfig, start_operator
 from opspawn.dev.stack import DevStack
@@ -94,27 +94,72 @@ async def raw_rate(api: client.ApiClient, namespace: str, count: int, concurrenc
     return count / (time.perf_counter() - started)
 
 
-async def count_jobs(api: client.ApiClient, namespace: str) -> int:
-    jobs = await client.BatchV1Api(api).list_namespaced_job(
-        namespace, label_selector="app.kubernetes.io/managed-by=opspawn"
-    )
-    return len(jobs.items)
-
-
-async def count_succeeded(api: client.ApiClient, namespace: str) -> int:
-    tasks = await client.CustomObjectsApi(api).list_namespaced_custom_object(
-        "opspawn.io", "v1alpha1", namespace, "agenttasks"
-    )
-    return sum(1 for t in tasks["items"] if (t.get("status") or {}).get("phase") == "Succeeded")
-
-
-async def wait_until(check: Callable[[], Awaitable[int]], want: int, limit_s: float) -> float:
-    started = time.perf_counter()
-    while await check() < want:
-        if time.perf_counter() - started > limit_s:
-            raise TimeoutError(f"not {want} after {limit_s:.0f}s")
-        await asyncio.sleep(0.1)
+async def watch_until(
+    list_call: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    done: Callable[[dict[str, Any]], bool],
+    want: int,
+    *,
+    limit_s: float,
+    label_selector: str = "",
+) -> float:
+    """When `want` objects satisfy `done`, followed by one LIST then a WATCH: polling with
+    repeated LISTs of a thousand objects would take apiserver time from what is measured."""
+    listing = await list_call(*args, label_selector=label_selector, _preload_content=False)
+    body = json.loads(await listing.read())
+    satisfied = {item["metadata"]["uid"] for item in body["items"] if done(item)}
+    version = body["metadata"]["resourceVersion"]
+    deadline = time.perf_counter() + limit_s
+    stream = watch.Watch()
+    while len(satisfied) < want:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise TimeoutError(f"{len(satisfied)} of {want} after {limit_s:.0f}s")
+        async for event in stream.stream(
+            list_call,
+            *args,
+            label_selector=label_selector,
+            resource_version=version,
+            timeout_seconds=max(1, int(remaining)),
+            allow_watch_bookmarks=True,
+        ):
+            item = event["raw_object"]
+            version = item["metadata"]["resourceVersion"]
+            if event["type"] != "BOOKMARK" and done(item):
+                satisfied.add(item["metadata"]["uid"])
+            if len(satisfied) >= want:
+                stream.stop()
     return time.perf_counter()
+
+
+def jobs_until(api: client.ApiClient, namespace: str, want: int, finished: bool) -> Any:
+    """When `want` runner Jobs exist in `namespace` (or, with `finished`, have completed)."""
+
+    def done(job: dict[str, Any]) -> bool:
+        return not finished or bool((job.get("status") or {}).get("completionTime"))
+
+    return watch_until(
+        client.BatchV1Api(api).list_namespaced_job,
+        (namespace,),
+        done,
+        want,
+        limit_s=1200,
+        label_selector="app.kubernetes.io/managed-by=opspawn",
+    )
+
+
+def tasks_succeeded(api: client.ApiClient, namespace: str, want: int) -> Any:
+    def done(task: dict[str, Any]) -> bool:
+        return (task.get("status") or {}).get("phase") == "Succeeded"
+
+    custom = client.CustomObjectsApi(api)
+    return watch_until(
+        custom.list_namespaced_custom_object,
+        ("opspawn.io", "v1alpha1", namespace, "agenttasks"),
+        done,
+        want,
+        limit_s=1200,
+    )
 
 
 def operator_writes(audit_log: Path, namespace: str) -> int:
@@ -131,7 +176,7 @@ def operator_writes(audit_log: Path, namespace: str) -> int:
 
 
 async def measure(
-    stack: DevStack, count: int, concurrency: int, args_workers: int
+    stack: DevStack, count: int, concurrency: int, workers: int
 ) -> list[dict[str, Any]]:
     figures: list[dict[str, Any]] = []
     api = await load_api_client(str(stack.kubeconfig))
@@ -140,6 +185,8 @@ async def measure(
     for name in (raw_namespace, namespace):
         await core.create_namespace({"metadata": {"name": name}})
     raw = await raw_rate(api, raw_namespace, count, concurrency)
+    # Their Pods run on the stack's kubelet: let them finish before the operator's turn.
+    await jobs_until(api, raw_namespace, count, finished=True)
 
     if stack.control_plane is None or stack.nats is None:
         raise RuntimeError("the benchmark needs the stack's control plane and NATS")
@@ -153,7 +200,7 @@ async def measure(
             "--runner-command",
             shlex.join(["true"]),
             "--workers",
-            "16",
+            str(workers),
             "--log-level",
             "WARNING",
         ],
@@ -177,8 +224,8 @@ async def measure(
             concurrency,
         )
         created = time.perf_counter()
-        launched = await wait_until(lambda: count_jobs(api, namespace), count, 600)
-        finished = await wait_until(lambda: count_succeeded(api, namespace), count, 1200)
+        launched = await jobs_until(api, namespace, count, finished=False)
+        finished = await tasks_succeeded(api, namespace, count)
     finally:
         operator.stop()
     rate = count / (launched - started)

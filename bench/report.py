@@ -49,7 +49,9 @@ HEADLINES: dict[str, list[Headline]] = {
         )
     ],
     "writes": [
-        Headline("apiserver writes per task", "operator_writes_per_task", "writes", "target", "lower")
+        Headline(
+            "apiserver writes per task", "operator_writes_per_task", "writes", "target", "lower"
+        )
     ],
     "ingest": [
         Headline(
@@ -118,7 +120,7 @@ HEADLINES: dict[str, list[Headline]] = {
             limit="list_all_s",
             ratio="resync_ratio_to_list",
         ),
-        Headline("operator RSS", "rss_mb", "MB", "target_rss_mb", "lower"),
+        Headline("operator peak RSS", "peak_rss_mb", "MB", "target_rss_mb", "lower"),
     ],
 }
 
@@ -198,7 +200,7 @@ def rows(results_dir: Path) -> list[Row]:
 
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
-        return "–"
+        return "-"
     text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return f"{text} {unit}".rstrip()
 
@@ -216,10 +218,10 @@ def markdown(table: list[Row], how: dict[str, str]) -> str:
     ]
     for row in table:
         sign = "≥" if row.better == "higher" else "≤"
-        target = f"{sign} {_fmt(row.target, row.unit)}" if row.target is not None else "–"
+        target = f"{sign} {_fmt(row.target, row.unit)}" if row.target is not None else "-"
         if row.ratio_target is not None:
             target += f", ratio ≥ {row.ratio_target:g}"
-        met = {True: "yes", False: "**no**", None: "–"}[row.met]
+        met = {True: "yes", False: "**no**", None: "-"}[row.met]
         lines.append(
             f"| {row.benchmark} | {row.label} | {row.size} | {_fmt(row.value, row.unit)} "
             f"| {_fmt(row.limit, row.unit)} | {_fmt(row.ratio)} | {target} | {met} |"
