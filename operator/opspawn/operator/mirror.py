@@ -89,8 +89,8 @@ class _TaskSummary:
     namespace: str
     attempt: int = 0
     steps: int = 0
-    last_event: LastEvent | None = None
-    last_sequence: int = 0
+    last_event: RunnerEvent | None = None
+    """The newest event of the attempt; made into `lastEvent` only when written."""
     usage_by_attempt: dict[int, UsagePayload] = field(default_factory=dict)
     result: ResultSummary | None = None
     memory: tuple[ConditionStatus, str, str] | None = None
@@ -114,7 +114,7 @@ class _TaskSummary:
         if event.attempt < self.attempt:
             return  # an older attempt's straggler: the current attempt's view wins
         if event.attempt > self.attempt:
-            self.attempt, self.steps, self.last_sequence = event.attempt, 0, 0
+            self.attempt, self.steps, self.last_event = event.attempt, 0, None
         payload = event.payload
         if isinstance(payload, StepPayload):
             self.steps = max(self.steps, payload.step)
@@ -129,14 +129,8 @@ class _TaskSummary:
                 size_bytes=payload.size_bytes,
                 sha256=payload.sha256,
             )
-        if event.sequence >= self.last_sequence:
-            self.last_sequence = event.sequence
-            self.last_event = LastEvent(
-                type=event.type.value,
-                sequence=event.sequence,
-                time=rfc3339(event.time),
-                summary=summarise(event),
-            )
+        if self.last_event is None or event.sequence >= self.last_event.sequence:
+            self.last_event = event
 
     def status_fields(self, task: TaskView) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -144,7 +138,13 @@ class _TaskSummary:
             "usage": self.usage().model_dump(mode="json", by_alias=True, exclude_none=True),
         }
         if self.last_event is not None:
-            fields["lastEvent"] = self.last_event.model_dump(mode="json", by_alias=True)
+            last = self.last_event
+            fields["lastEvent"] = LastEvent(
+                type=last.type.value,
+                sequence=last.sequence,
+                time=rfc3339(last.time),
+                summary=summarise(last),
+            ).model_dump(mode="json", by_alias=True)
         if self.result is not None:
             fields["result"] = self.result.model_dump(mode="json", by_alias=True, exclude_none=True)
         memory_conditions = self._memory_conditions(task)
