@@ -230,14 +230,17 @@ class StatusMirror:
 
     async def run(self) -> None:
         """Nothing to do but wait: writes are scheduled by `observe`. Cancelling this stops
-        the pending ones."""
+        the pending ones and waits until they have stopped (so that none is left to run into a
+        closed API client)."""
         try:
             await asyncio.Event().wait()
         finally:
             for timer in self._scheduled.values():
                 timer.cancel()
-            for write in list(self._writes.values()):
+            writes = list(self._writes.values())
+            for write in writes:
                 write.cancel()
+            await asyncio.gather(*writes, return_exceptions=True)
 
     def _forget(self, uid: str) -> None:
         self._tasks.pop(uid, None)

@@ -1,0 +1,60 @@
+"""The operator's writes against the real apiserver: create, adopt its own, refuse another's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from opspawn.dev.stack import DevStack
+from opspawn.operator.kube import KubeClient, OwnershipConflictError, load_api_client
+from opspawn.operator.runner_job import RunnerSettings, build_runner_job, build_task_secret
+
+pytestmark = pytest.mark.anyio
+
+SPEC = {
+    "goal": "adopt",
+    "model": {"provider": "openai-compatible", "name": "m", "baseURL": "http://m/v1"},
+}
+RUNNER = RunnerSettings(image="runner", nats_url="nats://127.0.0.1:1", command=("true",))
+
+
+def _task(namespace: str, uid: str) -> dict[str, Any]:
+    return {"metadata": {"name": "adopt", "namespace": namespace, "uid": uid}, "spec": SPEC}
+
+
+def _without_owner(obj: dict[str, Any]) -> dict[str, Any]:
+    """The apiserver would collect objects owned by a task that does not exist."""
+    obj["metadata"].pop("ownerReferences")
+    return obj
+
+
+async def test_secret_and_job_are_created_then_adopted_and_never_taken_from_another_task(
+    stack: DevStack, namespace: str, kube_api: client.ApiClient
+) -> None:
+    api = await load_api_client(str(stack.kubeconfig))
+    kube = KubeClient(api)
+    mine, other = _task(namespace, "uid-mine"), _task(namespace, "uid-other")
+    try:
+        secret = _without_owner(build_task_secret(mine, "signing-key-0123456789abcdef"))
+        job = _without_owner(build_runner_job(mine, 1, RUNNER))
+        for _ in range(2):  # the second time both exist: a restart adopts them
+            await kube.ensure_secret(secret)
+            await kube.ensure_job(job)
+
+        # Another task's objects under the same names (as a name collision would make them).
+        stolen_secret = _without_owner(build_task_secret(other, "another-key-0123456789abcdef"))
+        stolen_secret["metadata"]["name"] = secret["metadata"]["name"]
+        stolen_job = _without_owner(build_runner_job(other, 1, RUNNER))
+        stolen_job["metadata"]["name"] = job["metadata"]["name"]
+        with pytest.raises(OwnershipConflictError, match="belongs to another task"):
+            await kube.ensure_secret(stolen_secret)
+        with pytest.raises(OwnershipConflictError, match="belongs to another task"):
+            await kube.ensure_job(stolen_job)
+    finally:
+        await api.close()
+
+    kept = client.CoreV1Api(kube_api).read_namespaced_secret(secret["metadata"]["name"], namespace)
+    assert kept.metadata.labels == secret["metadata"]["labels"]
+    assert client.BatchV1Api(kube_api).read_namespaced_job(job["metadata"]["name"], namespace)
