@@ -35,6 +35,30 @@ class Headline:
     ratio_target: str | None = None
 
 
+def _loop_step(label: str) -> Headline:
+    return Headline(
+        label,
+        "overhead_ms_per_step",
+        "ms",
+        "target_ms_per_step",
+        "lower",
+        limit="bare_model_ms_per_step",
+        ratio="ratio_to_bare",
+    )
+
+
+def _cold_start(label: str) -> Headline:
+    return Headline(
+        label,
+        "seconds",
+        "s",
+        "target_seconds",
+        "lower",
+        limit="python_pass_seconds",
+        ratio="ratio_to_python_pass",
+    )
+
+
 HEADLINES: dict[str, list[Headline]] = {
     "launch": [
         Headline(
@@ -66,50 +90,10 @@ HEADLINES: dict[str, list[Headline]] = {
         )
     ],
     "status_lag": [Headline("status lag p99", "p99_ms", "ms", "target_p99_ms", "lower")],
-    "loop_step": [
-        Headline(
-            "loop overhead per step",
-            "overhead_ms_per_step",
-            "ms",
-            "target_ms_per_step",
-            "lower",
-            limit="bare_model_ms_per_step",
-            ratio="ratio_to_bare",
-        )
-    ],
-    "loop_step_signed": [
-        Headline(
-            "loop overhead per step, events signed",
-            "overhead_ms_per_step",
-            "ms",
-            "target_ms_per_step",
-            "lower",
-            limit="bare_model_ms_per_step",
-            ratio="ratio_to_bare",
-        )
-    ],
-    "cold_start_check_config": [
-        Headline(
-            "runner cold start (config check)",
-            "seconds",
-            "s",
-            "target_seconds",
-            "lower",
-            limit="python_pass_seconds",
-            ratio="ratio_to_python_pass",
-        )
-    ],
-    "cold_start_first_model_call": [
-        Headline(
-            "runner start to first model call",
-            "seconds",
-            "s",
-            "target_seconds",
-            "lower",
-            limit="python_pass_seconds",
-            ratio="ratio_to_python_pass",
-        )
-    ],
+    "loop_step": [_loop_step("loop overhead per step")],
+    "loop_step_signed": [_loop_step("loop overhead per step, events signed")],
+    "cold_start_check_config": [_cold_start("runner cold start (config check)")],
+    "cold_start_first_model_call": [_cold_start("runner start to first model call")],
     "scale": [
         Headline(
             "resync after restart",
