@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from opspawn.dev.helm import CHART, helm
@@ -251,3 +252,26 @@ def test_helm_upgrade_applies_new_values_and_refuses_typos(
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["OPSPAWN_OPERATOR_WORKERS"] == "3"
     assert env["OPSPAWN_OPERATOR_NAMESPACES"] == chart_install.watched  # reused
+
+
+def test_cluster_wide_install_grants_the_operator_rules_everywhere_and_nothing_more(
+    stack: DevStack, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    release = f"e2e-cluster-{uuid.uuid4().hex[:8]}"
+    namespace = f"opspawn-{release.rsplit('-', 1)[1]}"
+    created = kubectl("create", "namespace", namespace)
+    assert created.returncode == 0, created.stderr
+    installed = helm(
+        "install", release, str(CHART), "--namespace", namespace, kubeconfig=stack.kubeconfig
+    )
+    try:
+        assert installed.returncode == 0, installed.stderr
+        who = f"system:serviceaccount:{namespace}:{release}-opspawn"
+        for verb, resource in [*ALLOWED, ("watch", "jobs.batch")]:
+            for scope in ("kube-system", None):
+                assert _can(kubectl, who, verb, resource, scope), f"cannot {verb} {resource}"
+        for verb, resource in [*DENIED_IN_WATCHED, ("list", "namespaces"), ("get", "nodes")]:
+            assert not _can(kubectl, who, verb, resource, None), f"can {verb} {resource}"
+    finally:
+        helm("uninstall", release, "--namespace", namespace, kubeconfig=stack.kubeconfig)
+        kubectl("delete", "namespace", namespace, "--wait=false")
