@@ -7,7 +7,8 @@ with `valueFrom`, never as an env `value`, `command` or `args`, where Kubernetes
 every `$` escaped, so a `$(OPSPAWN_MODEL_API_KEY)` anywhere stays literal text.
 
 Names are deterministic, so a restarted operator finds (or gets a 409 for) the Job it already
-created instead of making a second one. The Pod meets the Pod Security "restricted" profile.
+created instead of making a second one. The Pod meets the Pod Security "restricted" profile
+with a read-only root filesystem and a writable emptyDir at /tmp (the image's HOME).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ TASK_NAME_LABEL = "opspawn.io/task-name"
 ATTEMPT_LABEL = "opspawn.io/attempt"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUNNER_UID = 65532
+TMP_VOLUME = "tmp"
+TMP_MOUNT_PATH = "/tmp"  # noqa: S108 (a path inside the runner container, not on this host)
+TMP_SIZE_LIMIT = "1Gi"
+"""The runner's /tmp (an emptyDir): the root filesystem is read-only and the image's HOME is
+/tmp, so temporary files, caches and MCP stdio servers' files go there."""
 
 _NAME_LIMIT = 63
 
@@ -200,6 +206,7 @@ def build_runner_job(task: Mapping[str, Any], attempt: int, settings: RunnerSett
         "env": _environment(task, spec, attempt, settings),
         "securityContext": _restricted_container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_MOUNT_PATH}],
     }
     if runner and runner.resources:
         container["resources"] = runner.resources.model_dump(exclude_none=True)
@@ -215,6 +222,7 @@ def build_runner_job(task: Mapping[str, Any], attempt: int, settings: RunnerSett
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
     }
     if runner and runner.service_account_name:
         pod_spec["serviceAccountName"] = runner.service_account_name

@@ -88,5 +88,14 @@ def test_job_shape() -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
+def test_root_filesystem_is_read_only_and_tmp_is_an_empty_dir() -> None:
+    """HOME is /tmp in the image: the one writable place is an emptyDir mounted there."""
+    job = build_runner_job(TASK, 1, SETTINGS)
+    pod, container = job["spec"]["template"]["spec"], _container(job)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+
+
 def test_escape_expansion() -> None:
     assert escape_expansion("$(A) $$ $") == "$$(A) $$$$ $$"
