@@ -30,9 +30,10 @@ lint: $(STAMP) ## ruff, mypy --strict, import contracts
 test: $(STAMP) binaries ## The whole test suite, on the real local stack
 	$(BIN)/pytest -n $(TEST_WORKERS)
 
-manifests: $(STAMP) ## Regenerate crds/ (and the chart's copy) from the API models, manifests/ from the chart
+manifests: $(STAMP) ## Regenerate crds/ (and the chart's copy) from the API models, manifests/ from the chart, the reference docs
 	$(BIN)/opspawn crds generate --output-dir crds --output-dir charts/opspawn/crds
 	$(BIN)/python -m opspawn.dev.manifests
+	$(BIN)/python -m opspawn.dev.reference_docs
 
 bench: $(STAMP) binaries ## Run every benchmark on the local stack; results, table and chart in bench/results
 	$(BIN)/pip install --quiet -e '.[bench]'
