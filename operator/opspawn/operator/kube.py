@@ -236,9 +236,19 @@ class KubeClient:
                 return items
 
     async def patch_task_status(
-        self, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> KubeObject | None:
-        """Merge-patch the status subresource; the task as it is now (None when it is gone)."""
+        """Merge-patch the status subresource; the task as it is now (None when it is gone).
+        With `resource_version`, only if the task is still at that version (else the
+        apiserver answers 409 Conflict): for a patch computed from what that version held."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         with metrics.api_call("patch", "agenttasks/status"):
             try:
                 patched = await self._custom.patch_namespaced_custom_object_status(
@@ -247,7 +257,7 @@ class KubeClient:
                     namespace,
                     PLURAL,
                     name,
-                    {"status": dict(status)},
+                    body,
                     _content_type="application/merge-patch+json",
                 )
             except ApiException as error:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from opspawn.api import conditions
 from opspawn.api.agenttask import (
     RESULT_PREVIEW_MAX_CHARS,
@@ -52,6 +54,7 @@ from opspawn.operator.views import TaskView
 logger = logging.getLogger(__name__)
 
 SUMMARY_MAX_CHARS = 256
+CONFLICT = 409
 MEMORY_MESSAGE_MAX_CHARS = 1024
 
 
@@ -257,10 +260,18 @@ class StatusMirror:
             return
         patch = _changed(task.raw_status, summary.status_fields(task))
         if patch:
+            # `conditions` is a list the reconciler writes too: a patch of it must not replace
+            # a newer list than the one it was computed from.
+            precondition = task.resource_version if "conditions" in patch else None
             try:
-                patched = await self._kube.patch_task_status(task.namespace, task.name, patch)
-            except Exception:
-                logger.exception("could not mirror events into the status of %s", task.reference)
+                patched = await self._kube.patch_task_status(
+                    task.namespace, task.name, patch, resource_version=precondition
+                )
+            except Exception as error:
+                if not (isinstance(error, ApiException) and error.status == CONFLICT):
+                    logger.exception(
+                        "could not mirror events into the status of %s", task.reference
+                    )
                 summary.dirty = True  # written again one interval later (`_write_ended`)
                 return
             if patched is not None:

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
+from opspawn.api.agenttask import GROUP, KIND, PLURAL, VERSION
 from opspawn.dev.stack import DevStack
 from opspawn.operator.kube import KubeClient, OwnershipConflictError, load_api_client
 from opspawn.operator.runner_job import RunnerSettings, build_runner_job, build_task_secret
@@ -58,3 +60,35 @@ async def test_secret_and_job_are_created_then_adopted_and_never_taken_from_anot
     kept = client.CoreV1Api(kube_api).read_namespaced_secret(secret["metadata"]["name"], namespace)
     assert kept.metadata.labels == secret["metadata"]["labels"]
     assert client.BatchV1Api(kube_api).read_namespaced_job(job["metadata"]["name"], namespace)
+
+
+async def test_a_status_patch_with_a_stale_resource_version_is_refused(
+    stack: DevStack, namespace: str, kube_api: client.ApiClient
+) -> None:
+    created = client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": "rv"},
+            "spec": SPEC,
+        },
+    )
+    seen = created["metadata"]["resourceVersion"]
+    api = await load_api_client(str(stack.kubeconfig))
+    kube = KubeClient(api)
+    try:
+        patched = await kube.patch_task_status(namespace, "rv", {"steps": 1}, resource_version=seen)
+        assert patched is not None
+        assert patched["status"]["steps"] == 1
+        with pytest.raises(ApiException) as refused:
+            await kube.patch_task_status(namespace, "rv", {"steps": 2}, resource_version=seen)
+        assert refused.value.status == 409
+        unconditional = await kube.patch_task_status(namespace, "rv", {"steps": 3})
+    finally:
+        await api.close()
+    assert unconditional is not None
+    assert unconditional["status"]["steps"] == 3

@@ -77,7 +77,12 @@ class StatusWrites:
         self.patches: list[dict[str, Any]] = []
 
     async def patch_task_status(
-        self, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
         self.patches.append(dict(status))
         self.status.update(status)

@@ -30,7 +30,12 @@ class SlowStatusWrites:
         self.status: dict[str, Any] = {}
 
     async def patch_task_status(
-        self, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
