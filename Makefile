@@ -46,8 +46,8 @@ dev-up: $(STAMP) ## Start the local stack in the background
 dev-down: $(STAMP) ## Stop the local stack
 	$(BIN)/opspawn dev down
 
-demo: $(STAMP) ## Bring the stack up, apply the examples, run a sample Job
-	$(BIN)/python -m opspawn.dev.demo
+demo: $(STAMP) ## Bring the stack up and run an example AgentTask to its end (a real provider when its key is exported)
+	$(BIN)/opspawn dev demo
 
 clean:
 	rm -rf $(VENV) .opspawn .mypy_cache .ruff_cache .pytest_cache

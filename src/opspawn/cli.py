@@ -97,7 +97,10 @@ dev_dir_option = click.option(
 )
 
 
-@main.group(cls=LazyGroup, lazy={"mock-model": "opspawn.fakes.cli:mock_model"})
+@main.group(
+    cls=LazyGroup,
+    lazy={"mock-model": "opspawn.fakes.cli:mock_model", "demo": "opspawn.dev.demo:demo"},
+)
 def dev() -> None:
     """The local stack: control plane, process kubelet, NATS, Postgres (dev/test only)."""
 

@@ -16,7 +16,8 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client, config
@@ -75,6 +76,9 @@ class DevStack:
     `opspawn dev up` does; the tests start operators of their own instead."""
     with_weaviate: bool = False
     """Also run Weaviate, and point the operator's runners at it for long-term memory."""
+    provider_endpoints: Mapping[str, str | None] = field(default_factory=dict)
+    """Providers whose model calls do not go to the mock model: to the URL given, or (None) to
+    the provider's own endpoint (`make demo` with a real API key)."""
     control_plane: ControlPlane | None = None
     nats: NatsServer | None = None
     postgres: Postgres | None = None
@@ -82,6 +86,9 @@ class DevStack:
     kubelet: ManagedProcess | None = None
     mock_model: ManagedProcess | None = None
     mock_model_url: str | None = None
+    model_base_urls: dict[str, str] = field(default_factory=dict)
+    """The operator's `--model-base-url`s: where each provider's calls go instead of its own
+    endpoint."""
     operator: OperatorProcess | None = None
 
     @property
@@ -183,6 +190,12 @@ class DevStack:
             "anthropic": self.mock_model_url,
             "google": self.mock_model_url,
         }
+        for provider, endpoint in self.provider_endpoints.items():
+            if endpoint is None:
+                base_urls.pop(provider, None)
+            else:
+                base_urls[provider] = endpoint
+        self.model_base_urls = base_urls
         self.operator = start_operator(
             kubeconfig=operator_kubeconfig(control_plane),
             nats_url=self.nats.url,
@@ -207,11 +220,12 @@ class DevStack:
 
     def environment(self) -> dict[str, str]:
         """What a shell (or a test) needs to talk to the stack."""
-        kubectl_dir = str(control_plane_binaries()["kubectl"].parent)
-        environment = {
-            "KUBECONFIG": str(self.kubeconfig),
-            "PATH": f"{kubectl_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        directories = [
+            str(control_plane_binaries()["kubectl"].parent),
+            str(Path(sys.executable).parent),  # the `opspawn` command
+            os.environ.get("PATH", ""),
+        ]
+        environment = {"KUBECONFIG": str(self.kubeconfig), "PATH": os.pathsep.join(directories)}
         if self.nats is not None:
             environment["NATS_URL"] = self.nats.url
         if self.postgres is not None:
@@ -265,6 +279,7 @@ class DevStack:
             if self.postgres and self.postgres.data_root
             else [],
             "environment": self.environment(),
+            "model_base_urls": self.model_base_urls,
             "started": time.time(),
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -287,6 +302,8 @@ class StackState:
     processes: list[RecordedProcess]
     remove: list[str]
     environment: dict[str, str]
+    model_base_urls: dict[str, str]
+    """Where the operator sends each provider's calls instead of its own endpoint."""
 
     @property
     def all_alive(self) -> bool:
@@ -302,6 +319,7 @@ def read_state(workdir: Path) -> StackState | None:
         processes=[RecordedProcess(str(p["name"]), int(p["pgid"])) for p in raw["processes"]],
         remove=[str(item) for item in raw.get("remove", [])],
         environment={str(k): str(v) for k, v in raw["environment"].items()},
+        model_base_urls={str(k): str(v) for k, v in raw.get("model_base_urls", {}).items()},
     )
 
 
