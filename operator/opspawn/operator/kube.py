@@ -115,11 +115,14 @@ class KubeClient:
     async def read_job(self, namespace: str, name: str) -> KubeObject | None:
         with metrics.api_call("get", "jobs"):
             try:
-                return self._plain(await self._batch.read_namespaced_job(name, namespace))
+                job: KubeObject = await _read_json(
+                    self._batch.read_namespaced_job(name, namespace, _preload_content=False)
+                )
             except ApiException as error:
                 if error.status == 404:
                     return None
                 raise
+        return job
 
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete the Job and, through the garbage collector, its Pods (which get SIGTERM)."""
@@ -134,10 +137,15 @@ class KubeClient:
 
     async def job_pods(self, namespace: str, job_name: str) -> list[KubeObject]:
         with metrics.api_call("list", "pods"):
-            pods = await self._core.list_namespaced_pod(
-                namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
+            pods = await _read_json(
+                self._core.list_namespaced_pod(
+                    namespace,
+                    label_selector=f"batch.kubernetes.io/job-name={job_name}",
+                    _preload_content=False,
+                )
             )
-        return [self._plain(pod) for pod in pods.items]
+        items: list[KubeObject] = pods.get("items") or []
+        return items
 
     async def task_signing_key(self, namespace: str, secret_name: str, uid: str) -> bytes | None:
         """The event-signing key in the per-task Secret of task `uid` (None when there is no
@@ -320,17 +328,27 @@ class KubeClient:
             )
 
 
-async def _unread(call: Awaitable[Any]) -> None:
-    """Await a create whose response the operator does not use, without turning it into
-    model objects (for a Job, milliseconds of CPU the apiserver beside it can use better).
-    `call` must have been made with `_preload_content=False`; errors raise ApiException as
-    they would with the models."""
+async def _response_body(call: Awaitable[Any]) -> bytes:
+    """The body of a request made with `_preload_content=False`, which skips kubernetes model
+    objects (milliseconds of CPU for a Job or a list of Pods, better left to the apiserver
+    beside the operator); errors raise ApiException as they would with the models."""
     response = await call
-    body = await response.read()
+    body: bytes = await response.read()
     if not 200 <= response.status <= 299:
         error = ApiException(status=response.status, reason=response.reason)
         error.body = body
         raise error
+    return body
+
+
+async def _unread(call: Awaitable[Any]) -> None:
+    """Await a create whose response the operator does not use."""
+    await _response_body(call)
+
+
+async def _read_json(call: Awaitable[Any]) -> Any:
+    """The response of a read as plain JSON."""
+    return json.loads(await _response_body(call))
 
 
 def _check_owner(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
