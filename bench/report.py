@@ -202,9 +202,10 @@ def markdown(table: list[Row], how: dict[str, str]) -> str:
     ]
     for row in table:
         sign = "≥" if row.better == "higher" else "≤"
-        target = f"{sign} {_fmt(row.target, row.unit)}" if row.target is not None else "-"
+        targets = [f"{sign} {_fmt(row.target, row.unit)}"] if row.target is not None else []
         if row.ratio_target is not None:
-            target += f", ratio ≥ {row.ratio_target:g}"
+            targets.append(f"ratio ≥ {row.ratio_target:g}")
+        target = ", ".join(targets) or "-"
         met = {True: "yes", False: "**no**", None: "-"}[row.met]
         lines.append(
             f"| {row.benchmark} | {row.label} | {row.size} | {_fmt(row.value, row.unit)} "

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from figures import emit, write_results
 
 from opspawn.api.agenttask import AgentTaskSpec
 from opspawn.api.events import (
@@ -60,7 +61,6 @@ from opspawn.runner.sink import EventSink
 from opspawn.runner.tools.base import ToolDefinition, ToolResult
 from opspawn.runner.tools.registry import ToolRegistry
 
-RESULTS = Path(__file__).parent / "results" / "runner.json"
 TARGET_STEP_MS = 2.0
 TARGET_COLD_START_S = 1.0
 MODEL = "gpt-4.1-mini"
@@ -308,28 +308,22 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5, help="process starts per figure")
     args = parser.parse_args()
 
-    figures = [
-        loop_figure("loop_step", args.steps, args.rounds, NoopSink),
-        loop_figure("loop_step_signed", args.steps, args.rounds, SigningSink),
-    ]
-    for figure in figures:
-        print(json.dumps(figure), flush=True)
+    figures: list[dict[str, Any]] = []
+    for name, sink in (("loop_step", NoopSink), ("loop_step_signed", SigningSink)):
+        emit(figures, loop_figure(name, args.steps, args.rounds, sink))
     python_pass = statistics.median(
         process_seconds([sys.executable, "-c", "pass"]) for _ in range(args.starts)
     )
     with tempfile.TemporaryDirectory(prefix="opspawn-bench-") as tmp:
         workdir = Path(tmp)
         for measure in (cold_start_check_config, cold_start_run):
-            figure = measure(args.starts, python_pass, workdir)
-            print(json.dumps(figure), flush=True)
-            figures.append(figure)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-    }
-    RESULTS.write_text(json.dumps({"machine": machine, "figures": figures}, indent=2) + "\n")
+            emit(figures, measure(args.starts, python_pass, workdir))
+    write_results(
+        "runner",
+        figures,
+        f"medians of {args.rounds} loop runs of {args.steps} steps and of {args.starts} process"
+        " starts; other processes shared the 2 cores",
+    )
 
 
 if __name__ == "__main__":
