@@ -1,10 +1,15 @@
-"""The chart installed with `helm install` on the local stack, and its operator run as the chart's
-ServiceAccount.
+"""The chart installed with `helm install`, on two targets that run the same scenarios.
 
-No container runtime exists here, so the Deployment's Pod is admitted and scheduled but its
-container never starts. The operator runs instead as a local process with exactly the Deployment's
-environment (the Secret reference resolved) and command, authenticated by a TokenRequest token of
-the chart's ServiceAccount: the chart's settings and the chart's RBAC are what the tests exercise.
+`cluster` is parametrized:
+
+- `local`: the local control plane of the dev stack. No container runtime exists there, so the
+  Deployment's Pod is admitted and scheduled but its container never starts. The operator runs
+  instead as a local process with exactly the Deployment's environment (the Secret reference
+  resolved) and command, authenticated by a TokenRequest token of the chart's ServiceAccount: the
+  chart's settings and the chart's RBAC are what the tests exercise.
+- `kind`: a kind cluster (pytest-kind) with the image built from the Dockerfile; the operator is
+  the chart's Deployment and runner Jobs use the same image (`kind.py`). Skipped, with the reason,
+  where `docker info` fails or pytest-kind or the kind binary is missing.
 """
 
 from __future__ import annotations
@@ -13,28 +18,213 @@ import base64
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
+from opspawn.dev.binaries import control_plane_binaries
 from opspawn.dev.helm import CHART, helm
+from opspawn.dev.nats import NatsServer
 from opspawn.dev.operator_process import RUNNER_COMMAND
 from opspawn.dev.ports import free_port, is_listening
+from opspawn.dev.postgres import DATABASE, USER, Postgres
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.stack import DevStack
 from tests.conftest import Kubectl
+from tests.e2e import kind
 
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 AUDIT_SECRET = "opspawn-audit"
+KIND_TIMEOUT = 1200
+"""Seconds per test on kind: the first one builds the image and creates the cluster."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the scenarios run, and how its workloads reach the services on the host."""
+
+    name: str
+    kubeconfig: Path
+    kubectl: Kubectl
+    nats_url: str
+    """NATS, as the operator and runner Pods reach it."""
+    database_url: str
+    """The audit store, as the operator reaches it (the chart's Secret holds it)."""
+    host_database_url: str
+    """The audit store, as the tests reach it."""
+    mock_model_url: str
+    """The mock model, as runner Pods reach it."""
+    operator_in_cluster: bool
+    """The operator runs as the chart's Deployment (else as a local process, see the module)."""
+    runner_command: str | None = None
+    """The chart's `runner.command`; None: the chart's default (the image's `opspawn runner`)."""
+    chart_values: dict[str, Any] = field(default_factory=dict)
+    """Top-level values of this target that the scenarios do not set."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The local variants need the local stack: mark them as the stack's own tests are."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("cluster") == "local":
+            item.add_marker(pytest.mark.stack)
+
+
+def _kubectl(kubeconfig: Path) -> Kubectl:
+    """Run the pinned kubectl against `kubeconfig`; returns the completed process."""
+    binary = str(control_plane_binaries()["kubectl"])
+    environment = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def run(
+        *args: str, stdin: str | None = None, namespace: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [binary, *args]
+        if namespace is not None:
+            argv += ["--namespace", namespace]
+        return subprocess.run(
+            argv,
+            input=stdin,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def mock_model_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The dev stack's mock model (`opspawn dev mock-model`) on 127.0.0.1, a process of its own."""
+    port = free_port()
+    process = ManagedProcess(
+        name="mock-model",
+        argv=[sys.executable, "-m", "opspawn.cli", "dev", "mock-model", "--port", str(port)],
+        log_path=tmp_path_factory.mktemp("mock-model") / "mock-model.log",
+    )
+    process.start()
+    try:
+        process.wait_ready(lambda: is_listening(port), timeout=30)
+        yield port
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def local_target(stack: DevStack, mock_model_port: int) -> Cluster:
+    assert stack.nats is not None and stack.postgres is not None
+    return Cluster(
+        name="local",
+        kubeconfig=stack.kubeconfig,
+        kubectl=_kubectl(stack.kubeconfig),
+        nats_url=stack.nats.url,
+        database_url=stack.postgres.url,
+        host_database_url=stack.postgres.url,
+        mock_model_url=f"http://127.0.0.1:{mock_model_port}",
+        operator_in_cluster=False,
+        runner_command=shlex.join(RUNNER_COMMAND),
+    )
+
+
+@pytest.fixture(scope="session")
+def kind_target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """A kind cluster with the Dockerfile's image; NATS, Postgres and the mock model on the host,
+    reached through relays on kind's network gateway (see `kind.py`). Skipped, before anything
+    starts, when the machine cannot run it."""
+    kind_bin = kind.kind_binary(request.config.getoption("kind_bin", None))
+    reason = kind.unavailable(kind_bin)
+    if reason is not None:
+        pytest.skip(reason)
+    assert kind_bin is not None
+    mock_model_port: int = request.getfixturevalue("mock_model_port")
+    workdir = tmp_path_factory.mktemp("kind")
+    kind.build_image()
+    nats = NatsServer(workdir / "nats")
+    postgres = Postgres(workdir / "postgres")
+    relays: list[kind.Relay] = []
+    try:
+        nats.start()
+        postgres.start()
+        with kind.kind_cluster(
+            f"opspawn-e2e-{uuid.uuid4().hex[:8]}",
+            workdir,
+            kind_bin,
+            request.config.getoption("kind_image", None),
+            control_plane_binaries()["kubectl"],
+        ) as kubeconfig:
+            gateway = kind.network_gateway()
+            relays += [kind.Relay(gateway, port) for port in (nats.port, postgres.port)]
+            relays.append(kind.Relay(gateway, mock_model_port))
+            nats_relay, postgres_relay, model_relay = relays
+            yield Cluster(
+                name="kind",
+                kubeconfig=kubeconfig,
+                kubectl=_kubectl(kubeconfig),
+                nats_url=f"nats://{nats_relay.address}",
+                database_url=f"postgresql+psycopg://{USER}@{postgres_relay.address}/{DATABASE}",
+                host_database_url=postgres.url,
+                mock_model_url=f"http://{model_relay.address}",
+                operator_in_cluster=True,
+                chart_values={
+                    "image": {
+                        "repository": kind.IMAGE_REPOSITORY,
+                        "tag": kind.IMAGE_TAG,
+                        "pullPolicy": "Never",
+                    },
+                    # Runner Pods may reach NATS and the mock model on the host.
+                    "networkPolicy": {
+                        "extraEgress": [
+                            {
+                                "to": [{"ipBlock": {"cidr": f"{gateway}/32"}}],
+                                "ports": [
+                                    {"protocol": "TCP", "port": relay.port}
+                                    for relay in (nats_relay, model_relay)
+                                ],
+                            }
+                        ]
+                    },
+                },
+            )
+    finally:
+        for relay in relays:
+            relay.close()
+        postgres.stop()
+        nats.stop()
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param("local"),
+        pytest.param("kind", marks=pytest.mark.timeout(KIND_TIMEOUT)),
+    ],
+)
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The target of the scenarios: `local` or `kind`."""
+    target: Cluster = request.getfixturevalue(f"{request.param}_target")
+    return target
+
+
+@pytest.fixture(scope="module")
+def cluster_api(cluster: Cluster) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
 
 
 @dataclass(frozen=True)
@@ -45,11 +235,14 @@ class ChartInstall:
     watched: str
     """The one namespace the operator serves; enforces Pod Security `restricted`."""
     health_port: int
-    mock_model_url: str
 
     @property
     def service_account(self) -> str:
         return f"system:serviceaccount:{self.namespace}:{self.release}-opspawn"
+
+    @property
+    def deployment(self) -> str:
+        return f"{self.release}-opspawn"
 
 
 def _create_namespace(core: client.CoreV1Api, name: str) -> None:
@@ -59,53 +252,35 @@ def _create_namespace(core: client.CoreV1Api, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def mock_model(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The dev stack's mock model (`opspawn dev mock-model`), as a process of its own."""
-    port = free_port()
-    process = ManagedProcess(
-        name="mock-model",
-        argv=[sys.executable, "-m", "opspawn.cli", "dev", "mock-model", "--port", str(port)],
-        log_path=tmp_path_factory.mktemp("mock-model") / "mock-model.log",
-    )
-    process.start()
-    try:
-        process.wait_ready(lambda: is_listening(port), timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
 def chart_install(
-    stack: DevStack,
-    kube_api: client.ApiClient,
-    mock_model: str,
+    cluster: Cluster,
+    cluster_api: client.ApiClient,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ChartInstall]:
     """`helm install` of the chart serving one namespace, with the audit store's DSN in a Secret."""
-    assert stack.nats is not None and stack.postgres is not None
     suffix = uuid.uuid4().hex[:8]
     install = ChartInstall(
         release=f"e2e-{suffix}",
         namespace=f"opspawn-{suffix}",
         watched=f"agents-{suffix}",
         health_port=free_port(),
-        mock_model_url=mock_model,
     )
-    core = client.CoreV1Api(kube_api)
+    core = client.CoreV1Api(cluster_api)
     for name in (install.namespace, install.watched):
         _create_namespace(core, name)
     core.create_namespaced_secret(
         install.namespace,
-        {"metadata": {"name": AUDIT_SECRET}, "stringData": {"url": stack.postgres.url}},
+        {"metadata": {"name": AUDIT_SECRET}, "stringData": {"url": cluster.database_url}},
     )
+    runner = {} if cluster.runner_command is None else {"command": cluster.runner_command}
     values = {
+        **cluster.chart_values,
         "watchNamespaces": [install.watched],
-        "nats": {"url": stack.nats.url},
+        "nats": {"url": cluster.nats_url},
         "auditStore": {"existingSecret": AUDIT_SECRET},
         "runner": {
-            "command": shlex.join(RUNNER_COMMAND),
-            "modelBaseURLs": {"openai": f"{mock_model}/v1"},
+            **runner,
+            "modelBaseURLs": {"openai": f"{cluster.mock_model_url}/v1"},
             "deadlineGraceSeconds": 5,
             "terminationGraceSeconds": 5,
         },
@@ -121,7 +296,7 @@ def chart_install(
         install.namespace,
         "-f",
         str(values_path),
-        kubeconfig=stack.kubeconfig,
+        kubeconfig=cluster.kubeconfig,
     )
     assert installed.returncode == 0, installed.stderr
     try:
@@ -132,21 +307,21 @@ def chart_install(
             install.release,
             "--namespace",
             install.namespace,
-            kubeconfig=stack.kubeconfig,
+            kubeconfig=cluster.kubeconfig,
         )
         for name in (install.namespace, install.watched):
             core.delete_namespace(name)
 
 
-def _service_account_kubeconfig(
-    stack: DevStack, install: ChartInstall, kubectl: Kubectl, path: Path
-) -> Path:
+def _service_account_kubeconfig(cluster: Cluster, install: ChartInstall, path: Path) -> Path:
     """A kubeconfig authenticating with a TokenRequest token of the chart's ServiceAccount."""
     account = install.service_account.rsplit(":", 1)[1]
-    token = kubectl("create", "token", account, "--duration=1h", namespace=install.namespace)
+    token = cluster.kubectl(
+        "create", "token", account, "--duration=1h", namespace=install.namespace
+    )
     assert token.returncode == 0, token.stderr
-    admin = yaml.safe_load(stack.kubeconfig.read_text())
-    config = {
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "stack", "cluster": admin["clusters"][0]["cluster"]}],
@@ -154,7 +329,7 @@ def _service_account_kubeconfig(
         "contexts": [{"name": "operator", "context": {"cluster": "stack", "user": "operator"}}],
         "current-context": "operator",
     }
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(kubeconfig))
     path.chmod(0o600)
     return path
 
@@ -180,25 +355,34 @@ def _ready(url: str) -> bool:
         return bool(response.status == 200)
 
 
-StartChartOperator = Callable[[], ManagedProcess]
+StartChartOperator = Callable[[], None]
 
 
 @pytest.fixture
 def start_chart_operator(
-    stack: DevStack,
-    kube_api: client.ApiClient,
+    cluster: Cluster,
+    cluster_api: client.ApiClient,
     chart_install: ChartInstall,
-    kubectl: Kubectl,
     tmp_path: Path,
 ) -> Iterator[StartChartOperator]:
-    """Start `opspawn` with the installed Deployment's args and environment, as its
-    ServiceAccount, and wait for /readyz."""
+    """Have the chart's operator running and ready: on kind the Deployment's rollout; locally
+    `opspawn` with the installed Deployment's args and environment, as its ServiceAccount."""
     started: list[ManagedProcess] = []
 
-    def start() -> ManagedProcess:
-        apps = client.AppsV1Api(kube_api)
+    def start() -> None:
+        if cluster.operator_in_cluster:
+            rolled_out = cluster.kubectl(
+                "rollout",
+                "status",
+                f"deployment/{chart_install.deployment}",
+                "--timeout=180s",
+                namespace=chart_install.namespace,
+            )
+            assert rolled_out.returncode == 0, rolled_out.stderr
+            return
+        apps = client.AppsV1Api(cluster_api)
         deployment = apps.read_namespaced_deployment(
-            f"{chart_install.release}-opspawn", chart_install.namespace
+            chart_install.deployment, chart_install.namespace
         )
         (container,) = deployment.spec.template.spec.containers
         environment = {
@@ -206,9 +390,11 @@ def start_chart_operator(
             for key, value in os.environ.items()
             if not key.startswith("OPSPAWN_OPERATOR_") and key not in ("DATABASE_URL", "KUBECONFIG")
         }
-        environment.update(_resolved_environment(kube_api, chart_install.namespace, container.env))
+        environment.update(
+            _resolved_environment(cluster_api, chart_install.namespace, container.env)
+        )
         kubeconfig = _service_account_kubeconfig(
-            stack, chart_install, kubectl, tmp_path / "operator.kubeconfig"
+            cluster, chart_install, tmp_path / "operator.kubeconfig"
         )
         process = ManagedProcess(
             name="chart-operator",
@@ -229,7 +415,6 @@ def start_chart_operator(
         process.wait_ready(
             lambda: _ready(f"http://127.0.0.1:{chart_install.health_port}/readyz"), timeout=60
         )
-        return process
 
     yield start
     for process in started:

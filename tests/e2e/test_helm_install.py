@@ -1,6 +1,7 @@
-"""`helm install` on the local control plane: the chart's operator, under the chart's RBAC, runs
-an example AgentTask to `Succeeded` in a namespace enforcing Pod Security `restricted`, and its
-identity can do nothing beyond what the reconcile needs."""
+"""`helm install` on each target (`cluster`: the local control plane, and kind where Docker
+exists): the chart's operator, under the chart's RBAC, runs an example AgentTask to `Succeeded`
+in a namespace enforcing Pod Security `restricted`, and its identity can do nothing beyond what
+the reconcile needs."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import uuid
 from pathlib import Path
 
 from opspawn.dev.helm import CHART, helm
-from opspawn.dev.stack import DevStack
 from tests.conftest import Kubectl
-from tests.e2e.conftest import ChartInstall, StartChartOperator, poll
+from tests.e2e.conftest import ChartInstall, Cluster, StartChartOperator, poll
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "openai-tools.yaml"
 TASK = "release-notes-summary"
@@ -27,13 +27,14 @@ def _pods(kubectl: Kubectl, namespace: str, selector: str) -> list[str]:
 
 
 def test_chart_operator_runs_an_example_task_under_restricted_pod_security(
-    stack: DevStack,
-    kubectl: Kubectl,
+    cluster: Cluster,
     chart_install: ChartInstall,
     start_chart_operator: StartChartOperator,
 ) -> None:
-    # The Deployment's Pod passes `restricted` admission in the operator's namespace (the process
-    # kubelet cannot start its image, so it is only admitted and scheduled).
+    kubectl = cluster.kubectl
+    # The Deployment's Pod passes `restricted` admission in the operator's namespace (on the
+    # local target the process kubelet cannot start its image, so it is only admitted and
+    # scheduled; on kind it runs the operator).
     poll(
         lambda: bool(
             _pods(
@@ -73,7 +74,7 @@ def test_chart_operator_runs_an_example_task_under_restricted_pod_security(
         "wait",
         "--for=condition=Succeeded",
         f"agenttask/{TASK}",
-        "--timeout=45s",
+        "--timeout=90s",
         namespace=chart_install.watched,
     )
     task = json.loads(
@@ -96,8 +97,7 @@ def test_chart_operator_runs_an_example_task_under_restricted_pod_security(
     assert policy.returncode == 0, policy.stderr
 
     # The audit store the chart's Secret names holds the task's history.
-    assert stack.postgres is not None
-    environment = {**os.environ, "DATABASE_URL": stack.postgres.url}
+    environment = {**os.environ, "DATABASE_URL": cluster.host_database_url}
 
     def audited() -> bool:
         shown = subprocess.run(
@@ -162,8 +162,9 @@ def _can(kubectl: Kubectl, who: str, verb: str, resource: str, namespace: str | 
 
 
 def test_operator_identity_is_least_privilege(
-    kubectl: Kubectl, chart_install: ChartInstall
+    cluster: Cluster, chart_install: ChartInstall
 ) -> None:
+    kubectl = cluster.kubectl
     who, watched = chart_install.service_account, chart_install.watched
     for verb, resource in ALLOWED:
         assert _can(kubectl, who, verb, resource, watched), f"cannot {verb} {resource}"
@@ -191,8 +192,9 @@ def test_operator_identity_is_least_privilege(
 
 
 def test_aggregated_roles_give_users_agenttasks(
-    kubectl: Kubectl, chart_install: ChartInstall
+    cluster: Cluster, chart_install: ChartInstall
 ) -> None:
+    kubectl = cluster.kubectl
     watched = chart_install.watched
     for user, role in (("alice", "edit"), ("bob", "view")):
         bound = kubectl(
@@ -220,8 +222,10 @@ def test_aggregated_roles_give_users_agenttasks(
 
 
 def test_helm_upgrade_applies_new_values_and_refuses_typos(
-    stack: DevStack, kubectl: Kubectl, chart_install: ChartInstall
+    cluster: Cluster, chart_install: ChartInstall
 ) -> None:
+    kubectl = cluster.kubectl
+
     def upgrade(*values: str) -> subprocess.CompletedProcess[str]:
         return helm(
             "upgrade",
@@ -231,7 +235,7 @@ def test_helm_upgrade_applies_new_values_and_refuses_typos(
             chart_install.namespace,
             "--reuse-values",
             *values,
-            kubeconfig=stack.kubeconfig,
+            kubeconfig=cluster.kubeconfig,
         )
 
     refused = upgrade("--set", "operator.wokers=3")
@@ -255,14 +259,15 @@ def test_helm_upgrade_applies_new_values_and_refuses_typos(
 
 
 def test_cluster_wide_install_grants_the_operator_rules_everywhere_and_nothing_more(
-    stack: DevStack, kubectl: Kubectl, tmp_path: Path
+    cluster: Cluster,
 ) -> None:
+    kubectl = cluster.kubectl
     release = f"e2e-cluster-{uuid.uuid4().hex[:8]}"
     namespace = f"opspawn-{release.rsplit('-', 1)[1]}"
     created = kubectl("create", "namespace", namespace)
     assert created.returncode == 0, created.stderr
     installed = helm(
-        "install", release, str(CHART), "--namespace", namespace, kubeconfig=stack.kubeconfig
+        "install", release, str(CHART), "--namespace", namespace, kubeconfig=cluster.kubeconfig
     )
     try:
         assert installed.returncode == 0, installed.stderr
@@ -273,5 +278,5 @@ def test_cluster_wide_install_grants_the_operator_rules_everywhere_and_nothing_m
         for verb, resource in [*DENIED_IN_WATCHED, ("list", "namespaces"), ("get", "nodes")]:
             assert not _can(kubectl, who, verb, resource, None), f"can {verb} {resource}"
     finally:
-        helm("uninstall", release, "--namespace", namespace, kubeconfig=stack.kubeconfig)
+        helm("uninstall", release, "--namespace", namespace, kubeconfig=cluster.kubeconfig)
         kubectl("delete", "namespace", namespace, "--wait=false")
