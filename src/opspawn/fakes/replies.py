@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from opspawn.fakes.schema_sample import sample_instance
+from opspawn.fakes.schema_sample import sample_arguments, sample_instance
 from opspawn.fakes.script import FIRST_OFFERED_TOOL, ScriptedCall, ScriptedUsage, Turn
 from opspawn.fakes.wire import ParsedRequest, Reply, ReplyCall, ReplyUsage
 
@@ -56,8 +56,7 @@ def _call(scripted: ScriptedCall, request: ParsedRequest) -> ReplyCall | None:
     arguments = scripted.arguments
     if arguments is None:
         tool = offered.get(name)
-        sample = sample_instance(tool.parameters) if tool else {}
-        arguments = sample if isinstance(sample, dict) else {}
+        arguments = sample_arguments(tool.parameters) if tool else {}
     return ReplyCall(name=name, arguments=arguments, id=scripted.id, signature=scripted.signature)
 
 

@@ -25,6 +25,18 @@ def sample_instance(schema: Mapping[str, Any]) -> Any:
     return _sample(schema, root=schema, depth=0)
 
 
+def sample_arguments(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Tool-call arguments valid against an object `schema`: its required properties only, as
+    a caller would leave optional ones out (a sample of an optional time zone is no zone)."""
+    schema = _resolve(schema, schema)
+    properties = schema.get("properties") or {}
+    return {
+        name: _sample(properties[name], root=schema, depth=1)
+        for name in schema.get("required") or []
+        if name in properties
+    }
+
+
 def _sample(schema: Mapping[str, Any], *, root: Mapping[str, Any], depth: int) -> Any:
     if depth > _MAX_DEPTH:
         return None

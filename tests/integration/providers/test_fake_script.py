@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from opspawn.fakes import Script, default_script
-from opspawn.fakes.schema_sample import sample_instance
+from opspawn.fakes.schema_sample import sample_arguments, sample_instance
 
 TOOL_AND_ANSWER = Script.model_validate(
     {"turns": [{"tool_calls": [{"name": "*"}]}, {"text": "one"}, {"text": "two"}]}
@@ -62,3 +62,17 @@ def test_default_script_is_valid() -> None:
 )
 def test_schema_samples_are_valid(schema: dict[str, Any]) -> None:
     jsonschema.validate(sample_instance(schema), schema)
+
+
+def test_sampled_tool_arguments_leave_optional_properties_out() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "timezone": {"type": "string", "pattern": "^[A-Z][a-z]+/[A-Z][a-z]+$"},
+        },
+        "required": ["url"],
+    }
+    arguments = sample_arguments(schema)
+    assert arguments == {"url": "https://example.com/"}
+    jsonschema.validate(arguments, schema)
