@@ -202,9 +202,10 @@ def run_demo(workdir: Path) -> bool:
         _indented(_kubectl(environment, "apply", "-f", "-", stdin=json.dumps(INVALID_TASK)))
 
         task = yaml.safe_load(EXAMPLE.read_text())
-        task["spec"]["model"] = model.spec_model(task["spec"]["model"])
+        written = task["spec"]["model"]
+        task["spec"]["model"] = model.spec_model(written)
         name = task["metadata"]["name"]
-        changed = " (its model set as above)" if model.real else ""
+        changed = "" if task["spec"]["model"] == written else " (with the model above)"
         _step(f"Applying {EXAMPLE.relative_to(ROOT)}{changed}")
         _delete_earlier(custom, name)
         _indented(
