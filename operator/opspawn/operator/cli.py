@@ -159,13 +159,18 @@ def _count(text: str, option: str) -> int:
     help="Port of /metrics, /healthz, /readyz (0: off).",
 )
 @click.option(
-    "--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    help="One JSON object per line (for log collectors) or plain text (for a terminal).",
 )
 @click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
     default="INFO",
     show_default=True,
+    help="The least severe log records written.",
 )
 def operator(  # click passes every option by keyword
     *,
