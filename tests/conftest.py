@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -61,28 +61,33 @@ def namespace(kube_api: client.ApiClient) -> Iterator[str]:
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="session")
-def kubectl(stack: DevStack) -> Kubectl:
-    """Run the stack's kubectl; returns the completed process (never raises on failure)."""
-    environment = {**os.environ, **stack.environment()}
+def kubectl_runner(binary: str, environment: Mapping[str, str], timeout: float) -> Kubectl:
+    """Run `binary` (a kubectl) with `environment`; returns the completed process (never
+    raises on failure)."""
 
     def run(
         *args: str, stdin: str | None = None, namespace: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        argv = ["kubectl", *args]
+        argv = [binary, *args]
         if namespace is not None:
             argv += ["--namespace", namespace]
         return subprocess.run(
             argv,
             input=stdin,
-            env=environment,
+            env=dict(environment),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             check=False,
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def kubectl(stack: DevStack) -> Kubectl:
+    """Run the stack's kubectl; returns the completed process (never raises on failure)."""
+    return kubectl_runner("kubectl", {**os.environ, **stack.environment()}, timeout=60)
 
 
 @pytest.fixture

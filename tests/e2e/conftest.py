@@ -18,7 +18,6 @@ import base64
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 import urllib.request
@@ -40,7 +39,7 @@ from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import DATABASE, USER, Postgres
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.stack import DevStack
-from tests.conftest import Kubectl
+from tests.conftest import Kubectl, kubectl_runner
 from tests.e2e import kind
 
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
@@ -83,25 +82,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _kubectl(kubeconfig: Path) -> Kubectl:
     """Run the pinned kubectl against `kubeconfig`; returns the completed process."""
     binary = str(control_plane_binaries()["kubectl"])
-    environment = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-
-    def run(
-        *args: str, stdin: str | None = None, namespace: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [binary, *args]
-        if namespace is not None:
-            argv += ["--namespace", namespace]
-        return subprocess.run(
-            argv,
-            input=stdin,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-
-    return run
+    return kubectl_runner(binary, {**os.environ, "KUBECONFIG": str(kubeconfig)}, timeout=240)
 
 
 @pytest.fixture(scope="session")
