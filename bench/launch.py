@@ -176,7 +176,7 @@ def operator_writes(audit_log: Path, namespace: str) -> int:
 
 
 async def measure(
-    stack: DevStack, count: int, concurrency: int, workers: int
+    stack: DevStack, count: int, concurrency: int, workers: int | None
 ) -> list[dict[str, Any]]:
     figures: list[dict[str, Any]] = []
     api = await load_api_client(str(stack.kubeconfig))
@@ -199,8 +199,7 @@ async def measure(
             namespace,
             "--runner-command",
             shlex.join(["true"]),
-            "--workers",
-            str(workers),
+            *(["--workers", str(workers)] if workers else []),
             "--log-level",
             "WARNING",
         ],
@@ -265,7 +264,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=16, help="the operator's --workers")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="the operator's --workers (default: its own)"
+    )
     args = parser.parse_args()
     figures: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="opspawn-bench-") as workdir:

@@ -110,7 +110,7 @@ def run_operator(stack: DevStack, count: int, label: str) -> tuple[float, float]
         kubeconfig=operator_kubeconfig(stack.control_plane),
         nats_url=stack.nats.url,
         log_path=stack.workdir / f"operator-{label}.log",
-        args=["--namespace", NAMESPACE, "--log-level", "WARNING", "--workers", "16"],
+        args=["--namespace", NAMESPACE, "--log-level", "WARNING"],
         timeout=600,
     )
     try:

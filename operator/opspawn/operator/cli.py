@@ -12,6 +12,7 @@ import shlex
 
 import click
 
+from opspawn.operator.lean_imports import refuse_sync_kubernetes_client
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
 
@@ -133,9 +134,9 @@ def _count(text: str, option: str) -> int:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=8,
+    default=32,
     show_default=True,
-    help="Reconciles running at once.",
+    help="Reconciles running at once (mostly waiting on the apiserver, so many are cheap).",
 )
 @click.option(
     "--deadline-grace-seconds",
@@ -198,6 +199,7 @@ def operator(  # click passes every option by keyword
     log_level: str,
 ) -> None:
     """Run the AgentTask operator: admit tasks, launch runner Jobs, keep status current."""
+    refuse_sync_kubernetes_client()  # before kopf is imported (see lean_imports)
     import kopf
 
     from opspawn.operator.main import run_operator

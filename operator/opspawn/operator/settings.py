@@ -49,7 +49,7 @@ class OperatorSettings:
     """A task's status is rewritten from its events at most this often."""
     stall_seconds: int = 300
     """A running task whose runner sends no event for this long gets `Stalled` (0: off)."""
-    workers: int = 8
+    workers: int = 32
     """Reconciles that run at once (each task is reconciled by one worker at a time)."""
     queue_position_refresh_seconds: float = 2.0
     """Queued tasks' `status.queuePosition` is rewritten at most this often."""
