@@ -39,9 +39,12 @@ def build_registry(
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="task_event", registry=registry)
     def task_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        uid = str(body.metadata.uid)
         if event.get("type") == "DELETED":
-            reconciler.task_deleted(str(body.metadata.uid))
-        else:
+            reconciler.task_deleted(uid)
+        elif not reconciler.has_task_version(uid, str(body.metadata.get("resourceVersion", ""))):
+            # kopf's initial listing repeats what the operator's own LIST stored: skipping
+            # those saves a view and a reconcile per task at start.
             reconciler.task_changed(TaskView.from_body(body))
 
     @kopf.on.event(

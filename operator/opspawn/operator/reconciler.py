@@ -144,6 +144,11 @@ class Reconciler:
             self.queue.add(task.uid)
         self._ready.set()
 
+    def has_task_version(self, uid: str, resource_version: str) -> bool:
+        """Whether the store holds the task at exactly this resourceVersion already."""
+        current = self.store.task(uid)
+        return current is not None and current.resource_version == resource_version
+
     def task_changed(self, view: TaskView) -> None:
         self.store.put_task(view)
         self.queue.add(view.uid)
