@@ -19,7 +19,6 @@ install: $(STAMP) ## Create .venv and install opspawn with its test extras
 binaries: $(STAMP) ## Find, download or build the control-plane binaries, helm, kubeconform, weaviate-server (cached)
 	$(BIN)/python -c "from opspawn.dev.binaries import control_plane_binaries as c; [print(p) for p in c().values()]"
 	$(BIN)/python -m opspawn.dev.tools
-	$(BIN)/python -m opspawn.dev.weaviate
 
 lint: $(STAMP) ## ruff, mypy --strict, import contracts
 	$(BIN)/ruff check .

@@ -1,9 +1,10 @@
-"""Find or build the chart tooling: `helm` and `kubeconform`, pinned, from their Go modules.
+"""Find or build the pinned tools that `go install` makes from their Go modules: `helm` and
+`kubeconform` for the chart, `weaviate-server` for long-term memory.
 
 Each tool lives in the cache at `~/.cache/opspawn/bin/<tool>-<version>/<tool>` (`$OPSPAWN_CACHE_DIR`
 moves the root, as for the control plane). A missing one is built with the machine's Go from the Go
-module proxy (`go install <package>@<version>`: neither module has `replace` directives), once per
-machine, under a lock of its own so that it never waits for a control-plane build.
+module proxy (`go install <package>@<version>`: none of the modules has `replace` directives), once
+per machine, under a lock of its own so that it never waits for a control-plane build.
 """
 
 from __future__ import annotations
@@ -52,7 +53,14 @@ KUBECONFORM = GoTool(
     version="v0.8.0",
     ldflags=("-X main.version=v0.8.0",),
 )
-TOOLS = {tool.name: tool for tool in (HELM, KUBECONFORM)}
+WEAVIATE = GoTool(
+    name="weaviate-server",
+    package="github.com/weaviate/weaviate/cmd/weaviate-server",
+    # weaviate-client v4 refuses servers older than 1.27; recent versions need Go >= 1.26.
+    version="v1.35.2",
+)
+
+TOOLS = {tool.name: tool for tool in (HELM, KUBECONFORM, WEAVIATE)}
 
 
 def _ready(path: Path) -> bool:

@@ -1,10 +1,5 @@
-"""Weaviate for long-term memory: `weaviate-server` built from its Go module, run on free ports.
-
-The binary lives in the cache at `~/.cache/opspawn/bin/weaviate-<version>/weaviate-server`
-(`$OPSPAWN_CACHE_DIR` moves the root, as for the control plane). A missing one is built with
-the machine's Go from the Go module proxy (`go install <package>@<version>`: the module has no
-`replace` directives), once per machine, under a lock of its own. weaviate-client v4 refuses
-servers older than 1.27; recent versions need Go >= 1.26.
+"""Weaviate for long-term memory: `weaviate-server` (built from its Go module and cached by
+`opspawn.dev.tools`) run on free ports.
 
 `WeaviateServer` runs one single-node server with its data under a work directory: every port
 it opens (HTTP, gRPC, gossip, data, Raft, Raft RPC) is a free one, so parallel test workers
@@ -14,20 +9,14 @@ never collide, and Go profiling, telemetry and vectorizer modules are off.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opspawn.dev.binaries import cache_lock, cache_root, run_go
 from opspawn.dev.ports import free_port
 from opspawn.dev.processes import ManagedProcess
+from opspawn.dev.tools import WEAVIATE, tool_binary
 
-WEAVIATE_VERSION = "v1.35.2"
-WEAVIATE_PACKAGE = "github.com/weaviate/weaviate/cmd/weaviate-server"
-BINARY_NAME = "weaviate-server"
 NODE_NAME = "node1"
 CLUSTER_PORTS = (
     "CLUSTER_GOSSIP_BIND_PORT",
@@ -36,49 +25,6 @@ CLUSTER_PORTS = (
     "RAFT_INTERNAL_RPC_PORT",
 )
 """The node-to-node ports a single node still opens; each gets a free port of its own."""
-
-
-def weaviate_binary_path() -> Path:
-    """Where the cached `weaviate-server` is (whether or not it exists yet)."""
-    return cache_root() / "bin" / f"weaviate-{WEAVIATE_VERSION}" / BINARY_NAME
-
-
-def _ready(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
-
-
-def weaviate_binary() -> Path:
-    """The cached `weaviate-server`, built first when the cache lacks it."""
-    binary = weaviate_binary_path()
-    if _ready(binary):
-        return binary
-    with cache_lock(f"weaviate-{WEAVIATE_VERSION}"):
-        if not _ready(binary):
-            _build(binary)
-    return binary
-
-
-def _build(binary: Path) -> None:
-    if shutil.which("go") is None:
-        raise FileNotFoundError("no Go toolchain on PATH to build weaviate-server")
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    log = cache_root() / "build" / f"weaviate-{WEAVIATE_VERSION}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(
-        f"opspawn: building weaviate-server {WEAVIATE_VERSION} from its Go module "
-        f"(first time only, several minutes; log: {log})",
-        file=sys.stderr,
-        flush=True,
-    )
-    with tempfile.TemporaryDirectory(dir=binary.parent) as staging:
-        run_go(
-            ["install", "-trimpath", "-ldflags", "-s -w", f"{WEAVIATE_PACKAGE}@{WEAVIATE_VERSION}"],
-            Path(staging),
-            log,
-            # `go install pkg@version` builds outside any module: no -mod flag applies.
-            env={"GOBIN": staging, "GOFLAGS": ""},
-        )
-        (Path(staging) / BINARY_NAME).replace(binary)
 
 
 @dataclass
@@ -111,7 +57,7 @@ class WeaviateServer:
         self.process = ManagedProcess(
             name="weaviate",
             argv=[
-                str(weaviate_binary()),
+                str(tool_binary(WEAVIATE.name)),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -154,12 +100,3 @@ class WeaviateServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
-
-
-def main() -> None:
-    """`python -m opspawn.dev.weaviate`: provide `weaviate-server` and print its path."""
-    print(weaviate_binary())
-
-
-if __name__ == "__main__":
-    main()

@@ -13,6 +13,9 @@ def test_tools_live_in_the_cache_by_name_and_version(
     monkeypatch.setenv("OPSPAWN_CACHE_DIR", str(tmp_path))
     assert tools.HELM.binary == tmp_path / "bin" / "helm-v3.22.0" / "helm"
     assert tools.KUBECONFORM.binary == tmp_path / "bin" / "kubeconform-v0.8.0" / "kubeconform"
+    assert tools.WEAVIATE.binary == (
+        tmp_path / "bin" / "weaviate-server-v1.35.2" / "weaviate-server"
+    )
 
 
 def test_a_missing_tool_is_built_once_then_found(
