@@ -178,19 +178,23 @@ class FakeModelServer:
     async def _openai_embeddings(self, request: web.Request) -> web.Response:
         return await self._embeddings(request, OPENAI, openai_embeddings)
 
-    async def _embeddings(
-        self, request: web.Request, wire: Wire, answer: Callable[[Any], dict[str, Any]]
-    ) -> web.Response:
-        """Embeddings: recorded like every request, answered without using a script turn."""
-        raw = await request.read()
+    async def _record(self, request: web.Request, wire: Wire) -> RecordedRequest:
+        """Every request is recorded as it arrives, whatever it is answered."""
         record = RecordedRequest(
             provider=wire.provider,
             path=request.path,
             headers=dict(request.headers),
-            body=_json_or_none(raw),
+            body=_json_or_none(await request.read()),
             received_at=time.monotonic(),
         )
         self._requests.append(record)
+        return record
+
+    async def _embeddings(
+        self, request: web.Request, wire: Wire, answer: Callable[[Any], dict[str, Any]]
+    ) -> web.Response:
+        """Embeddings: recorded like every request, answered without using a script turn."""
+        record = await self._record(request, wire)
         try:
             body = answer(record.body)
         except EmbeddingRequestError as error:
@@ -198,15 +202,7 @@ class FakeModelServer:
         return self._respond(record, body, status=200)
 
     async def _answer(self, request: web.Request, wire: Wire, *, model: str | None) -> web.Response:
-        raw = await request.read()
-        record = RecordedRequest(
-            provider=wire.provider,
-            path=request.path,
-            headers=dict(request.headers),
-            body=_json_or_none(raw),
-            received_at=time.monotonic(),
-        )
-        self._requests.append(record)
+        record = await self._record(request, wire)
         try:
             parsed = wire.parse(record.body, model=model, issued=self._issued_signatures)
         except WireError as error:
@@ -219,7 +215,7 @@ class FakeModelServer:
             return self._fail(record, wire, failure)
         if turn.delay and await self._stopped_within(turn.delay):
             raise web.HTTPServiceUnavailable(text="the fake model server is stopping")
-        reply = build_reply(turn, parsed, request_bytes=len(raw))
+        reply = build_reply(turn, parsed, request_bytes=len(await request.read()))
         rendered = wire.render(reply, model=parsed.model, serial=len(self._requests))
         self._issued_signatures.update(rendered.signatures)
         return self._respond(record, rendered.body, status=200)
