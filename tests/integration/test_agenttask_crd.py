@@ -213,24 +213,46 @@ def test_invalid_task_is_refused_naming_the_field(
     )
 
 
-IMMUTABLE_CHANGES: list[tuple[str, dict[str, Any], str]] = [
-    ("goal", {"goal": "Say goodbye."}, "spec.goal: Forbidden: goal is immutable"),
-    ("model", {"model": _model(name="gpt-4.1")}, "spec.model: Forbidden: model is immutable"),
-    ("added-context", {"context": "late context"}, "spec.context: Forbidden: context is immutable"),
-    ("limits", {"limits": {"maxSteps": 50}}, "spec.limits: Forbidden: limits is immutable"),
+Spec = dict[str, Any]
+IMMUTABLE_CHANGES: list[tuple[str, tuple[Spec, Spec], str]] = [
+    ("goal", ({}, {"goal": "Say goodbye."}), "spec.goal: Forbidden: goal is immutable"),
+    ("model", ({}, {"model": _model(name="gpt-4.1")}), "spec.model: Forbidden: model is immutable"),
+    ("limits", ({}, {"limits": {"maxSteps": 50}}), "spec.limits: Forbidden: limits is immutable"),
+    ("changed-context", ({"context": "a"}, {"context": "b"}), "spec.context: Forbidden: context"),
+    ("added-context", ({}, {"context": "late"}), "spec: Forbidden: context is immutable"),
+    ("removed-queue", ({"queue": "batch"}, {}), "spec: Forbidden: queue is immutable"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "changes", "expected"), IMMUTABLE_CHANGES, ids=[c[0] for c in IMMUTABLE_CHANGES]
+    ("name", "change", "expected"), IMMUTABLE_CHANGES, ids=[c[0] for c in IMMUTABLE_CHANGES]
 )
 def test_spec_is_immutable_after_creation(
-    kubectl: Kubectl, namespace: str, name: str, changes: dict[str, Any], expected: str
+    kubectl: Kubectl, namespace: str, name: str, change: tuple[Spec, Spec], expected: str
 ) -> None:
-    assert _apply(kubectl, namespace, _task("immutable")).returncode == 0
-    result = _apply(kubectl, namespace, _task("immutable", **changes))
+    before, after = change
+    assert _apply(kubectl, namespace, _task("immutable", **before)).returncode == 0
+    result = _apply(kubectl, namespace, _task("immutable", **after))
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr
+
+
+def test_status_writes_pass_the_immutability_rules(kubectl: Kubectl, namespace: str) -> None:
+    """The rules compare the spec with its old self: a write that leaves the spec alone (as the
+    operator's status writes do) passes them."""
+    task = _task("status-write", context="c", queue="batch", runner={"image": "r:1"})
+    assert _apply(kubectl, namespace, task).returncode == 0
+    result = kubectl(
+        "patch",
+        "agenttask",
+        "status-write",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"steps": 3}}),
+        namespace=namespace,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_cancel_suspend_priority_and_ttl_may_change_but_cancel_is_final(

@@ -498,33 +498,34 @@ MUTABLE_SPEC_FIELDS = ("cancel", "suspend", "priority", "ttlSecondsAfterFinished
 """Spec fields that may change after creation; every other field is immutable."""
 
 
-def _immutability_rules(fields: dict[str, bool]) -> list[JsonDict]:
-    """Transition rules on the spec refusing changes to every field not in MUTABLE_SPEC_FIELDS.
-
-    `fields` maps each immutable field (wire name) to whether it is required. Rules live on the
-    spec rather than on each field so that adding or removing an optional field is caught too.
-    """
-    rules: list[JsonDict] = []
-    for name, required in fields.items():
-        if required:
-            expression = f"self.{name} == oldSelf.{name}"
-        else:
-            expression = (
-                f"has(self.{name}) == has(oldSelf.{name}) && "
-                f"(!has(self.{name}) || self.{name} == oldSelf.{name})"
-            )
-        rules.append(
-            rule(
-                expression,
-                f"{name} is immutable once the task is created; create a new AgentTask instead",
-                field_path=f".{name}",
-                reason="FieldValueForbidden",
-            )
-        )
-    return rules
+IMMUTABLE_MESSAGE = "{} is immutable once the task is created; create a new AgentTask instead"
 
 
-_IMMUTABLE_FIELDS = {
+def immutable_field_rule(name: str) -> JsonDict:
+    """The transition rule on an immutable spec field (the CRD puts it on the field itself).
+
+    The apiserver evaluates every rule on every write, status writes included, and rules on a
+    field are evaluated only where the field is set: one cheap comparison per set field rather
+    than a rule per field on the spec (which cost a third of a status write's CPU)."""
+    return rule("self == oldSelf", IMMUTABLE_MESSAGE.format(name), reason="FieldValueForbidden")
+
+
+def _presence_rule(optional: list[str]) -> JsonDict:
+    """One rule on the spec refusing to add or remove an optional immutable field (a rule on
+    the field itself never sees it added or removed); its message names the first such field."""
+    first_changed = "".join(
+        f"has(self.{name}) != has(oldSelf.{name}) ? '{name}' : " for name in optional
+    )
+    out = rule(
+        " && ".join(f"has(self.{name}) == has(oldSelf.{name})" for name in optional),
+        IMMUTABLE_MESSAGE.format("an optional field"),
+        reason="FieldValueForbidden",
+    )
+    out["messageExpression"] = f"({first_changed}'a field') + {IMMUTABLE_MESSAGE.format('')!r}"
+    return out
+
+
+IMMUTABLE_FIELDS = {
     "goal": True,
     "context": False,
     "inputs": False,
@@ -537,6 +538,7 @@ _IMMUTABLE_FIELDS = {
     "runner": False,
     "queue": False,
 }
+"""Immutable spec fields (wire names), each with whether it is required."""
 
 
 class AgentTaskSpec(ApiModel):
@@ -545,7 +547,9 @@ class AgentTaskSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                *_immutability_rules(_IMMUTABLE_FIELDS),
+                _presence_rule(
+                    [name for name, required in IMMUTABLE_FIELDS.items() if not required]
+                ),
                 rule(
                     "!oldSelf.cancel || self.cancel",
                     "cancel cannot be undone once set",

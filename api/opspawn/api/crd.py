@@ -129,6 +129,9 @@ def _printer_columns() -> list[JsonSchema]:
 def agenttask_crd() -> JsonSchema:
     """The complete CustomResourceDefinition for agenttasks.opspawn.io."""
     spec_schema = structural_schema(at.AgentTaskSpec)
+    for name in at.IMMUTABLE_FIELDS:
+        field_rules = spec_schema["properties"][name].setdefault("x-kubernetes-validations", [])
+        field_rules.append(at.immutable_field_rule(name))
     status_schema = structural_schema(at.AgentTaskStatus)
     root: JsonSchema = {
         "type": "object",

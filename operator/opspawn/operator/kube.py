@@ -259,21 +259,23 @@ class KubeClient:
             body["metadata"] = {"resourceVersion": resource_version}
         with metrics.api_call("patch", "agenttasks/status"):
             try:
-                patched = await self._custom.patch_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    body,
-                    _content_type="application/merge-patch+json",
+                patched: KubeObject = await _read_json(
+                    self._custom.patch_namespaced_custom_object_status(
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        PLURAL,
+                        name,
+                        body,
+                        _content_type="application/merge-patch+json",
+                        _preload_content=False,
+                    )
                 )
             except ApiException as error:
                 if error.status == 404:
                     return None
                 raise
-        result: KubeObject = patched
-        return result
+        return patched
 
     async def delete_task(self, namespace: str, name: str, uid: str) -> None:
         """Delete the task (only the one with `uid`: a new task of the same name is spared)."""

@@ -38,7 +38,12 @@ def _event_pipeline(
     settings: OperatorSettings, kube: KubeClient, reconciler: Reconciler, audit: AuditStore
 ) -> list[asyncio.Task[None]]:
     """The consumer and the status mirror."""
-    mirror = StatusMirror(kube, reconciler.store, settings.mirror_interval_seconds)
+    mirror = StatusMirror(
+        kube,
+        reconciler.store,
+        settings.mirror_interval_seconds,
+        settings.mirror_writes_in_flight,
+    )
     consumer = EventConsumer(
         nats_url=settings.runner.nats_url,
         namespaces=settings.namespaces,

@@ -18,6 +18,7 @@ MemoryUnavailable when the runner reports the store unavailable, True once it an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -191,14 +192,28 @@ def _memory_condition(payload: MemoryPayload) -> tuple[ConditionStatus, str, str
 
 class StatusMirror:
     """Writes each task's summary on the leading edge (a task quiet for `interval` is written
-    at once) and then at most once per `interval` (trailing edge), only what changed."""
+    at once) and then at most once per `interval` (trailing edge), only what changed.
 
-    def __init__(self, kube: KubeClient, store: Store, interval: float = 0.5) -> None:
+    At most `writes_in_flight` writes run at once; tasks due for a write wait their turn in
+    the order they became due. The apiserver spends several milliseconds of CPU on a status
+    write, so a burst of hundreds at once only queues inside it and delays all of them: a few
+    at a time keeps each round trip short and the oldest news goes out first."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        store: Store,
+        interval: float = 0.25,
+        writes_in_flight: int = 8,
+    ) -> None:
         self._kube = kube
         self._store = store
         self._interval = interval
+        self._writes_in_flight = writes_in_flight
         self._tasks: dict[str, _TaskSummary] = {}
         self._scheduled: dict[str, asyncio.TimerHandle] = {}
+        self._due: dict[str, None] = {}
+        """Tasks whose interval has passed, waiting for a free write (insertion-ordered)."""
         self._last_write: dict[str, float] = {}
         self._writes: dict[str, asyncio.Task[None]] = {}
 
@@ -211,25 +226,34 @@ class StatusMirror:
             self._schedule(event.task_uid)
 
     def _schedule(self, uid: str) -> None:
-        if uid in self._scheduled or uid in self._writes:
+        if uid in self._scheduled or uid in self._due or uid in self._writes:
             return  # a write in flight reschedules itself when it ends (`_write_ended`)
         loop = asyncio.get_running_loop()
         when = self._last_write.get(uid, 0.0) + self._interval
-        self._scheduled[uid] = loop.call_at(max(loop.time(), when), self._start_write, uid)
+        self._scheduled[uid] = loop.call_at(max(loop.time(), when), self._make_due, uid)
 
-    def _start_write(self, uid: str) -> None:
+    def _make_due(self, uid: str) -> None:
         del self._scheduled[uid]
-        self._last_write[uid] = asyncio.get_running_loop().time()
-        write = asyncio.create_task(self._flush(uid))
-        self._writes[uid] = write
-        write.add_done_callback(lambda _: self._write_ended(uid))
+        self._due[uid] = None
+        self._start_writes()
 
-    def _write_ended(self, uid: str) -> None:
+    def _start_writes(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._due and len(self._writes) < self._writes_in_flight:
+            uid = next(iter(self._due))
+            del self._due[uid]
+            self._last_write[uid] = loop.time()
+            write = asyncio.create_task(self._flush(uid))
+            self._writes[uid] = write
+            write.add_done_callback(functools.partial(self._write_ended, uid))
+
+    def _write_ended(self, uid: str, _write: asyncio.Task[None]) -> None:
         """One write per task at a time: events that came in meanwhile get the next one."""
         del self._writes[uid]
         summary = self._tasks.get(uid)
         if summary is not None and summary.dirty:
             self._schedule(uid)
+        self._start_writes()
 
     async def run(self) -> None:
         """Nothing to do but wait: writes are scheduled by `observe`. Cancelling this stops
@@ -240,6 +264,7 @@ class StatusMirror:
         finally:
             for timer in self._scheduled.values():
                 timer.cancel()
+            self._due.clear()
             writes = list(self._writes.values())
             for write in writes:
                 write.cancel()

@@ -45,8 +45,10 @@ class OperatorSettings:
     """The audit store (SQLAlchemy URL); without it runner events are not consumed."""
     migrate: bool = True
     """Bring the audit store's schema up to date at start (Alembic)."""
-    mirror_interval_seconds: float = 0.5
+    mirror_interval_seconds: float = 0.25
     """A task's status is rewritten from its events at most this often."""
+    mirror_writes_in_flight: int = 8
+    """Status writes from runner events that run at once; the rest wait their turn."""
     stall_seconds: int = 300
     """A running task whose runner sends no event for this long gets `Stalled` (0: off)."""
     workers: int = 32

@@ -95,3 +95,53 @@ async def test_a_slow_write_is_never_overlapped_and_the_last_state_is_written() 
     assert kube.most_in_flight == 1
     assert len(kube.patches) == 2  # the first state, then everything that came meanwhile
     assert kube.status["lastEvent"]["sequence"] == 29
+
+
+class OrderedStatusWrites(SlowStatusWrites):
+    """Records which task each write was for, in the order the writes started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+
+    async def patch_task_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        self.started.append(name)
+        await super().patch_task_status(namespace, name, status)
+        return {**_body(status), "metadata": {"namespace": namespace, "name": name, "uid": name}}
+
+
+async def test_writes_wait_their_turn_oldest_first_and_none_is_lost() -> None:
+    names = [f"task-{index}" for index in range(5)]
+    store = Store()
+    for name in names:
+        store.put_task(
+            TaskView.from_body(
+                {**_body({}), "metadata": {**_body({})["metadata"], "name": name, "uid": name}}
+            )
+        )
+    kube = OrderedStatusWrites()
+    mirror = StatusMirror(cast(KubeClient, kube), store, interval=0.01, writes_in_flight=2)
+    running = asyncio.create_task(mirror.run())
+    try:
+        for name in names:
+            ref = TaskRef(namespace=TASK.namespace, task_name=name, task_uid=name, attempt=1)
+            mirror.observe([build_event(ref, 1, StepPayload(step=1, summary="step 1"))])
+            await asyncio.sleep(0.005)
+        await _until(lambda: kube.in_flight == 2, "two writes start")
+        await asyncio.sleep(0.05)  # the others are due by now, but wait for a free write
+        assert kube.in_flight == 2
+        kube.release.set()
+        await _until(lambda: len(kube.patches) == len(names), "every task is written")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+    assert kube.most_in_flight == 2
+    assert kube.started == names  # in the order their news came in
