@@ -12,7 +12,7 @@ import shlex
 
 import click
 
-from opspawn.operator.lean_imports import refuse_sync_kubernetes_client
+from opspawn.operator.lean_imports import refuse_unused_kubernetes_clients
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
 
@@ -199,7 +199,7 @@ def operator(  # click passes every option by keyword
     log_level: str,
 ) -> None:
     """Run the AgentTask operator: admit tasks, launch runner Jobs, keep status current."""
-    refuse_sync_kubernetes_client()  # before kopf is imported (see lean_imports)
+    refuse_unused_kubernetes_clients()  # before kopf is imported (see lean_imports)
     import kopf
 
     from opspawn.operator.main import run_operator

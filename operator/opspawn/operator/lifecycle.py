@@ -206,7 +206,7 @@ def decide(observed: Observed) -> Decision:
     if task.finished:
         return _finished(observed, draft)
     try:
-        spec = AgentTaskSpec.model_validate(task.spec)
+        spec = AgentTaskSpec.model_validate_json(task.spec_json)
     except ValidationError as error:
         message = _validation_message(error)
         draft.condition(conditions.ACCEPTED, FALSE, INVALID_SPEC, message)

@@ -308,7 +308,7 @@ class Reconciler:
             exit_code=record.exit_code if record else None,
             started_at=parse_time(record.start_time if record else None),
             finished_at=parse_time(record.completion_time if record else None),
-            spec=dict(task.spec),
+            spec=task.spec,
         )
 
         async def write() -> None:

@@ -7,6 +7,7 @@ fields its lifecycle depends on. That keeps memory flat with thousands of tasks 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,12 @@ _STATUS_MEMBERS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class TaskView:
-    """An AgentTask as last seen (or as last written by the operator)."""
+    """An AgentTask as last seen (or as last written by the operator).
+
+    Spec and status are kept as compact JSON and parsed where they are used: as nested dicts
+    they took three times the memory, which with ten thousand tasks present was the larger
+    part of the operator's. What the queue and the admission checks read for every task is
+    kept parsed."""
 
     namespace: str
     name: str
@@ -31,12 +37,20 @@ class TaskView:
     resource_version: str
     creation_timestamp: str
     deleting: bool
-    spec: Mapping[str, Any]
-    raw_status: Mapping[str, Any]
+    priority: int
+    suspended: bool
+    cancelled: bool
+    model_key: str
+    """`<provider>/<model name>`: what the per-model concurrency cap counts by."""
+    spec_json: bytes
+    status_json: bytes
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TaskView:
         meta = body["metadata"]
+        spec = body.get("spec") or {}
+        status = body.get("status") or {}
+        model = spec.get("model") or {}
         return cls(
             namespace=str(meta["namespace"]),
             name=str(meta["name"]),
@@ -45,9 +59,29 @@ class TaskView:
             resource_version=str(meta.get("resourceVersion", "")),
             creation_timestamp=str(meta.get("creationTimestamp", "")),
             deleting=meta.get("deletionTimestamp") is not None,
-            spec=_plain(body.get("spec") or {}),
-            raw_status=_plain(body.get("status") or {}),
+            priority=int(spec.get("priority") or 0),
+            suspended=bool(spec.get("suspend")),
+            cancelled=bool(spec.get("cancel")),
+            model_key=f"{model.get('provider', '')}/{model.get('name', '')}",
+            spec_json=_compact(spec),
+            status_json=_compact(status),
         )
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The spec, parsed afresh (a copy the caller may change)."""
+        parsed: dict[str, Any] = json.loads(self.spec_json)
+        return parsed
+
+    @property
+    def finished(self) -> bool:
+        return is_finished(self.status.conditions)
+
+    @property
+    def raw_status(self) -> dict[str, Any]:
+        """The status as written, parsed afresh (a copy the caller may change)."""
+        parsed: dict[str, Any] = json.loads(self.status_json)
+        return parsed
 
     def _parsed_status(self) -> AgentTaskStatus | None:
         """The status as a model, parsed at each use: kept for every task, the models cost
@@ -71,28 +105,6 @@ class TaskView:
         return self._parsed_status() or AgentTaskStatus()
 
     @property
-    def finished(self) -> bool:
-        return is_finished(self.status.conditions)
-
-    @property
-    def priority(self) -> int:
-        return int(self.spec.get("priority") or 0)
-
-    @property
-    def suspended(self) -> bool:
-        return bool(self.spec.get("suspend"))
-
-    @property
-    def cancelled(self) -> bool:
-        return bool(self.spec.get("cancel"))
-
-    @property
-    def model_key(self) -> str:
-        """`<provider>/<model name>`: what the per-model concurrency cap counts by."""
-        model = self.spec.get("model") or {}
-        return f"{model.get('provider', '')}/{model.get('name', '')}"
-
-    @property
     def reference(self) -> str:
         return f"{self.namespace}/{self.name}"
 
@@ -100,7 +112,7 @@ class TaskView:
         """The task as the Job builder wants it (metadata, spec)."""
         return {
             "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
-            "spec": dict(self.spec),
+            "spec": self.spec,
         }
 
 
@@ -161,10 +173,16 @@ def _int(value: Any) -> int:
         return 0
 
 
+def _compact(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        _plain(value), separators=(",", ":"), ensure_ascii=False, default=_plain
+    ).encode()
+
+
 def _plain(value: Any) -> Any:
-    """A deep copy as plain dicts and lists (kopf hands out read-only views)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+    """A mapping or sequence JSON can write (kopf hands out read-only views, not dicts)."""
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, tuple):
+        return list(value)
     return value
