@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
+import aiohttp
 import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -33,17 +34,37 @@ class OwnershipConflictError(RuntimeError):
     """An object with the name the operator wants exists and belongs to something else."""
 
 
+READ_BUFFER_BYTES = 2**21
+"""As kubernetes_asyncio sets it: a watch event of a large object exceeds aiohttp's default."""
+
+
 async def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """An API client from `kubeconfig`, else $KUBECONFIG / ~/.kube/config, else in-cluster."""
     configuration = client.Configuration()
     if kubeconfig is None:
         try:
             config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
+            return _without_environment_lookups(client.ApiClient(configuration))
         except config.ConfigException:
             pass
     await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    return client.ApiClient(configuration)
+    return _without_environment_lookups(client.ApiClient(configuration))
+
+
+def _without_environment_lookups(api: client.ApiClient) -> client.ApiClient:
+    """The client with an HTTP session that does not trust the environment.
+
+    kubernetes_asyncio's session does, so aiohttp looks up the netrc file and the proxy
+    variables for every request, in a worker thread: 12% of the operator's CPU while
+    launching 200 tasks at once. kopf's own session leaves them alone by default, and so does
+    this one now (a proxy in the kubeconfig still applies: it is passed per request)."""
+    rest = api.rest_client
+    trusting = rest.pool_manager
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=trusting.connector, trust_env=False, read_bufsize=READ_BUFFER_BYTES
+    )
+    trusting.detach()  # the connector now belongs to the new session
+    return api
 
 
 def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
