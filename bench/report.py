@@ -155,6 +155,15 @@ def _spread(figure: dict[str, Any], key: str) -> tuple[float, float] | None:
     return (float(min(values)), float(max(values))) if values else None
 
 
+def _run_count(figure: dict[str, Any]) -> int:
+    """How many runs the figure is the median of (the runner's figures count rounds or
+    process starts)."""
+    for key in ("runs", "rounds", "starts"):
+        if key in figure:
+            return int(figure[key])
+    return 1
+
+
 def _runs(row: Row) -> str:
     if row.spread is None:
         return str(row.runs)
@@ -192,7 +201,7 @@ def rows(results_dir: Path) -> list[Row]:
                         limit=_number(figure, headline.limit),
                         ratio=_number(figure, headline.ratio),
                         ratio_target=_number(figure, headline.ratio_target),
-                        runs=int(figure.get("runs", 1)),
+                        runs=_run_count(figure),
                         spread=_spread(figure, headline.value),
                     )
                 )

@@ -322,7 +322,7 @@ def main() -> None:
         "runner",
         figures,
         f"medians of {args.rounds} loop runs of {args.steps} steps and of {args.starts} process"
-        " starts; other processes shared the 2 cores",
+        " starts, each figure the median of its own runs",
     )
 
 
