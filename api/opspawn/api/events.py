@@ -145,9 +145,9 @@ TERMINATION_MESSAGE_MAX_BYTES = 4096
 """The kubelet keeps at most this many bytes of a container's termination message."""
 
 _SUBJECT_SAFE = r"^[A-Za-z0-9][-A-Za-z0-9_]*$"
+"""A NATS subject token we accept for namespace and uid: no dots, wildcards or spaces."""
 _SUBJECT_TOKEN = re.compile(_SUBJECT_SAFE)
 """Compiled once: subjects are built and parsed for every event the operator receives."""
-"""A NATS subject token we accept for namespace and uid: no dots, wildcards or spaces."""
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

@@ -200,11 +200,7 @@ class StatusMirror:
     at a time keeps each round trip short and the oldest news goes out first."""
 
     def __init__(
-        self,
-        kube: KubeClient,
-        store: Store,
-        interval: float = 0.25,
-        writes_in_flight: int = 8,
+        self, kube: KubeClient, store: Store, interval: float, writes_in_flight: int
     ) -> None:
         self._kube = kube
         self._store = store

@@ -174,15 +174,11 @@ def _int(value: Any) -> int:
 
 
 def _compact(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(
-        _plain(value), separators=(",", ":"), ensure_ascii=False, default=_plain
-    ).encode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_plain).encode()
 
 
-def _plain(value: Any) -> Any:
-    """A mapping or sequence JSON can write (kopf hands out read-only views, not dicts)."""
-    if isinstance(value, Mapping) and not isinstance(value, dict):
+def _plain(value: Any) -> dict[str, Any]:
+    """JSON's fallback for kopf's read-only views of an object: mappings, but not dicts."""
+    if isinstance(value, Mapping):
         return dict(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -97,7 +97,7 @@ async def _mirrored(*payloads: Any, succeeded: dict[str, Any] = SUCCEEDED_UNKNOW
         TaskView.from_body(task_body(spec(), status, name=TASK.task_name, uid=TASK.task_uid))
     )
     kube = StatusWrites(dict(status))
-    mirror = StatusMirror(cast(KubeClient, kube), store, interval=0.001)
+    mirror = StatusMirror(cast(KubeClient, kube), store, interval=0.001, writes_in_flight=8)
     running = asyncio.create_task(mirror.run())
     try:
         for sequence, payload in enumerate(payloads, start=1):

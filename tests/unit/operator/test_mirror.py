@@ -16,13 +16,16 @@ from opspawn.operator.views import TaskView
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 
-TASK = TaskRef(namespace="team-a", task_name="summary", task_uid="uid-1", attempt=1)
+TASK = TaskRef(namespace="team-a", task_name="summary", task_uid="summary", attempt=1)
+"""In these tests a task's uid is its name, so that a write's response can name its task."""
 
 
 class SlowStatusWrites:
-    """Stands in for KubeClient.patch_task_status: each write waits until released."""
+    """Stands in for KubeClient.patch_task_status: each write waits until released; records
+    which task each write was for, in the order the writes started."""
 
     def __init__(self) -> None:
+        self.started: list[str] = []
         self.in_flight = 0
         self.most_in_flight = 0
         self.patches: list[dict[str, Any]] = []
@@ -37,6 +40,7 @@ class SlowStatusWrites:
         *,
         resource_version: str | None = None,
     ) -> dict[str, Any]:
+        self.started.append(name)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -45,7 +49,7 @@ class SlowStatusWrites:
             self.in_flight -= 1
         self.patches.append(dict(status))
         self.status.update(status)
-        return _body(self.status)
+        return _body(self.status, name)
 
 
 @pytest.fixture
@@ -53,9 +57,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _body(status: Mapping[str, Any]) -> dict[str, Any]:
+def _body(status: Mapping[str, Any], name: str = TASK.task_name) -> dict[str, Any]:
     return {
-        "metadata": {"namespace": TASK.namespace, "name": TASK.task_name, "uid": TASK.task_uid},
+        "metadata": {"namespace": TASK.namespace, "name": name, "uid": name},
         "spec": {},
         "status": dict(status),
     }
@@ -78,7 +82,7 @@ async def test_a_slow_write_is_never_overlapped_and_the_last_state_is_written() 
     store = Store()
     store.put_task(TaskView.from_body(_body({})))
     kube = SlowStatusWrites()
-    mirror = StatusMirror(cast(KubeClient, kube), store, interval=0.01)
+    mirror = StatusMirror(cast(KubeClient, kube), store, interval=0.01, writes_in_flight=8)
     running = asyncio.create_task(mirror.run())
     try:
         mirror.observe([_step(1)])
@@ -97,36 +101,12 @@ async def test_a_slow_write_is_never_overlapped_and_the_last_state_is_written() 
     assert kube.status["lastEvent"]["sequence"] == 29
 
 
-class OrderedStatusWrites(SlowStatusWrites):
-    """Records which task each write was for, in the order the writes started."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started: list[str] = []
-
-    async def patch_task_status(
-        self,
-        namespace: str,
-        name: str,
-        status: Mapping[str, Any],
-        *,
-        resource_version: str | None = None,
-    ) -> dict[str, Any]:
-        self.started.append(name)
-        await super().patch_task_status(namespace, name, status)
-        return {**_body(status), "metadata": {"namespace": namespace, "name": name, "uid": name}}
-
-
 async def test_writes_wait_their_turn_oldest_first_and_none_is_lost() -> None:
     names = [f"task-{index}" for index in range(5)]
     store = Store()
     for name in names:
-        store.put_task(
-            TaskView.from_body(
-                {**_body({}), "metadata": {**_body({})["metadata"], "name": name, "uid": name}}
-            )
-        )
-    kube = OrderedStatusWrites()
+        store.put_task(TaskView.from_body(_body({}, name)))
+    kube = SlowStatusWrites()
     mirror = StatusMirror(cast(KubeClient, kube), store, interval=0.01, writes_in_flight=2)
     running = asyncio.create_task(mirror.run())
     try:
