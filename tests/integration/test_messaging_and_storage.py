@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from pathlib import Path
 
 import nats
 import psycopg
 from nats.js.api import ConsumerConfig, StreamConfig
 
+from opspawn.dev.postgres import Postgres, postgres_bindir
 from opspawn.dev.stack import DevStack
 
 
@@ -64,3 +67,40 @@ def test_postgres_round_trip(stack: DevStack) -> None:
         )
         rows = connection.execute("select id, payload from roundtrip").fetchall()
     assert rows == [("event-1", {"step": 1})]
+
+
+def _cluster_state(postgres: Postgres) -> str:
+    assert postgres.data_root is not None
+    control = subprocess.run(
+        [str(postgres_bindir() / "pg_controldata"), "-D", str(postgres.data_root / "data")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"LC_ALL": "C"},
+    ).stdout
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in control.splitlines()
+        if line.startswith("Database cluster state")
+    )
+
+
+def test_paused_postgres_shuts_down_cleanly_and_keeps_every_commit(tmp_path: Path) -> None:
+    """The outage tests pause Postgres mid-run and check that nothing acknowledged is lost:
+    pausing must be a clean shutdown that keeps every committed transaction, as in production."""
+    postgres = Postgres(tmp_path / "postgres")
+    postgres.start()
+    try:
+        with psycopg.connect(postgres.dsn, autocommit=True) as connection:
+            connection.execute("create table committed (n int primary key)")
+            for n in range(200):  # one transaction each, the last one just before the pause
+                connection.execute("insert into committed values (%s)", (n,))
+            postgres.pause()
+        assert _cluster_state(postgres) == "shut down"
+
+        postgres.start()
+        with psycopg.connect(postgres.dsn) as connection:
+            count = connection.execute("select count(*) from committed").fetchone()
+        assert count == (200,)
+    finally:
+        postgres.stop()

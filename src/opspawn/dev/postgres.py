@@ -1,10 +1,12 @@
 """A throwaway PostgreSQL cluster from the machine's PostgreSQL binaries.
 
 `initdb` refuses to run as root, so when we are root the data directory belongs to the
-`postgres` user and the server runs through `runuser -u postgres`; it then lives in a directory
-of its own under the system temp dir (which `postgres` can reach, unlike a root-only work dir)
-and is removed on stop. The cluster trusts local connections and skips fsync: it is for
-development and tests only.
+`postgres` user and the server runs as that user; it then lives in a directory of its own
+under the system temp dir (which `postgres` can reach, unlike a root-only work dir) and is
+removed on stop. The cluster trusts local connections and skips fsync: it is for development
+and tests only. Commits stay synchronous, and the server is stopped with a fast shutdown (a
+checkpoint), so a transaction that committed survives `pause()`: the tests that stop Postgres
+mid-run check that nothing acknowledged is lost, and must see what production would.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from opspawn.dev.ports import free_port
-from opspawn.dev.processes import ManagedProcess
+from opspawn.dev.processes import ManagedProcess, as_user
 
 DATABASE = "opspawn"
 USER = "opspawn"
@@ -69,9 +72,9 @@ class Postgres:
         return "postgres" if _as_root() else None
 
     def _run(self, argv: list[str]) -> None:
-        if self._user is not None:
-            argv = ["runuser", "-u", self._user, "--", *argv]
-        completed = subprocess.run(argv, capture_output=True, text=True, check=False)
+        completed = subprocess.run(
+            argv, capture_output=True, text=True, check=False, **as_user(self._user)
+        )
         if completed.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed:\n{completed.stdout}{completed.stderr}")
 
@@ -121,14 +124,13 @@ class Postgres:
                 "-c",
                 "fsync=off",
                 "-c",
-                "synchronous_commit=off",
-                "-c",
                 "full_page_writes=off",
                 "-c",
                 "max_connections=200",
             ],
             log_path=self.workdir / "postgres.log",
             user=self._user,
+            shutdown_signal=signal.SIGINT,  # fast shutdown: end the sessions, then checkpoint
         )
         self.process.start()
         psql = str(bindir / "psql")

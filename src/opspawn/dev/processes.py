@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 ReadyCheck = Callable[[], bool]
+
+
+class _UserArguments(TypedDict, total=False):
+    user: int
+    group: int
+    extra_groups: list[int]
 
 
 class ProcessFailedError(RuntimeError):
@@ -41,6 +49,9 @@ class ManagedProcess:
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
     user: str | None = None
+    shutdown_signal: signal.Signals | None = None
+    """Sent to the main process alone to stop it, for servers that stop their own workers
+    cleanly; without it the whole group gets SIGTERM. Either way SIGKILL ends what is left."""
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -51,18 +62,16 @@ class ManagedProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = list(self.argv)
-        if self.user is not None:
-            argv = ["runuser", "-u", self.user, "--", *argv]
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                argv,
+                list(self.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=dict(self.env) if self.env is not None else None,
                 cwd=self.cwd,
                 start_new_session=True,
+                **as_user(self.user),
             )
 
     def wait_ready(self, check: ReadyCheck, timeout: float) -> None:
@@ -87,7 +96,7 @@ class ManagedProcess:
     def stop(self, grace: float = 10.0) -> None:
         if self.popen is None:
             return
-        stop_process_group(self.popen.pid, grace)
+        stop_process_group(self.popen.pid, grace, self.shutdown_signal)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=grace)
 
@@ -122,21 +131,41 @@ def _group_alive(pgid: int) -> bool:
     return bool(group_members(pgid))
 
 
-def stop_process_group(pgid: int, grace: float = 10.0) -> None:
-    """SIGTERM a process group, then SIGKILL whatever is left after `grace` seconds."""
+def as_user(user: str | None) -> _UserArguments:
+    """`subprocess` arguments that run a child as `user`, with its primary group and no other
+    (as `runuser` would, but without a wrapper process between us and the child)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def stop_process_group(
+    pgid: int, grace: float = 10.0, shutdown_signal: signal.Signals | None = None
+) -> None:
+    """Stop a process group: `shutdown_signal` to its leader alone when given, else SIGTERM
+    to the whole group; SIGKILL for whatever is left after `grace` seconds."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        _reap(pgid)
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.05)
+        if shutdown_signal is None:
+            os.killpg(pgid, signal.SIGTERM)
+        else:
+            os.kill(pgid, shutdown_signal)
+    if _group_gone(pgid, grace):
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while _group_alive(pgid) and time.monotonic() < deadline:
+    _group_gone(pgid, 5)
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for every member of the group to exit."""
+    deadline = time.monotonic() + timeout
+    while True:
         _reap(pgid)
+        if not _group_alive(pgid):
+            return True
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
 
 

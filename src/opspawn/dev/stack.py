@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -274,7 +275,10 @@ class DevStack:
     def write_state(self) -> None:
         """Record the process groups and cleanup paths so `opspawn dev down` can stop them."""
         state = {
-            "processes": [{"name": p.name, "pgid": p.pid} for p in self.processes()],
+            "processes": [
+                {"name": p.name, "pgid": p.pid, "shutdown_signal": p.shutdown_signal}
+                for p in self.processes()
+            ],
             "remove": [str(self.postgres.data_root)]
             if self.postgres and self.postgres.data_root
             else [],
@@ -289,6 +293,7 @@ class DevStack:
 class RecordedProcess:
     name: str
     pgid: int
+    shutdown_signal: signal.Signals | None = None
 
     @property
     def alive(self) -> bool:
@@ -316,7 +321,14 @@ def read_state(workdir: Path) -> StackState | None:
         return None
     raw = json.loads(path.read_text())
     return StackState(
-        processes=[RecordedProcess(str(p["name"]), int(p["pgid"])) for p in raw["processes"]],
+        processes=[
+            RecordedProcess(
+                str(p["name"]),
+                int(p["pgid"]),
+                signal.Signals(p["shutdown_signal"]) if p.get("shutdown_signal") else None,
+            )
+            for p in raw["processes"]
+        ],
         remove=[str(item) for item in raw.get("remove", [])],
         environment={str(k): str(v) for k, v in raw["environment"].items()},
         model_base_urls={str(k): str(v) for k, v in raw.get("model_base_urls", {}).items()},
@@ -329,7 +341,7 @@ def stop_recorded(workdir: Path) -> list[str]:
     if state is None:
         return []
     for process in reversed(state.processes):
-        stop_process_group(process.pgid)
+        stop_process_group(process.pgid, shutdown_signal=process.shutdown_signal)
     for path in state.remove:
         shutil.rmtree(path, ignore_errors=True)
     (workdir / STATE_FILE).unlink()
