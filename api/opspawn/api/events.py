@@ -206,6 +206,10 @@ def event_subject(namespace: str, task_uid: str) -> str:
     for name, value in (("namespace", namespace), ("task uid", task_uid)):
         if not _SUBJECT_TOKEN.match(value):
             raise ValueError(f"{name} {value!r} cannot be a NATS subject token")
+    return _subject(namespace, task_uid)
+
+
+def _subject(namespace: str, task_uid: str) -> str:
     return f"{SUBJECT_PREFIX}.{namespace}.{task_uid}"
 
 
@@ -305,7 +309,7 @@ class TaskRef(WireModel):
 
     @property
     def subject(self) -> str:
-        return event_subject(self.namespace, self.task_uid)
+        return _subject(self.namespace, self.task_uid)  # both subject-safe by the schema
 
 
 class Payload(WireModel):
@@ -628,7 +632,7 @@ class RunnerEvent(WireModel):
 
     @property
     def subject(self) -> str:
-        return event_subject(self.namespace, self.task_uid)
+        return _subject(self.namespace, self.task_uid)  # both subject-safe by the schema
 
     def signed_content(self) -> bytes:
         """The bytes the signature covers: canonical JSON of the event without `signature`."""

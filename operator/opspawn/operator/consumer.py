@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -142,7 +142,7 @@ class EventConsumer:
                     await asyncio.sleep(1)
                     continue
                 sorted_ = await self._sort(messages)
-                self._mirror.observe(e for _, e in sorted_.events if self._current(e))
+                self._mirror.observe(self._of_current_attempts(e for _, e in sorted_.events))
                 self._pending.append(sorted_)
                 self._has_pending.set()
                 if self._pending_messages() >= self._settings.max_ack_pending // 2:
@@ -248,11 +248,21 @@ class EventConsumer:
                         with contextlib.suppress(Exception):
                             await message.in_progress()
 
-    def _current(self, event: RunnerEvent) -> bool:
-        """Whether the event belongs to the task's current attempt (or a newer one the status
-        does not show yet). Older attempts' events are stored but never reach status."""
-        task = self._tasks.task(event.task_uid)
-        return task is not None and event.attempt >= task.status.attempt
+    def _of_current_attempts(self, events: Iterable[RunnerEvent]) -> list[RunnerEvent]:
+        """The events that belong to their task's current attempt (or a newer one the status
+        does not show yet). Older attempts' events are stored but never reach status.
+
+        Each task's status is parsed once per batch, not once per event."""
+        attempts: dict[str, int | None] = {}
+        current = []
+        for event in events:
+            if event.task_uid not in attempts:
+                task = self._tasks.task(event.task_uid)
+                attempts[event.task_uid] = None if task is None else task.status.attempt
+            attempt = attempts[event.task_uid]
+            if attempt is not None and event.attempt >= attempt:
+                current.append(event)
+        return current
 
     async def _sort(self, messages: Sequence[Msg]) -> _Sorted:
         sorted_ = _Sorted([], [], [])
