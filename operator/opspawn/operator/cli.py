@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -31,6 +33,44 @@ def _count(text: str, option: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise click.BadParameter(f"{text!r} is not a positive whole number", param_hint=option)
     return int(text)
+
+
+def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
+    """The operator's settings from the options `opspawn operator` parsed (click's params)."""
+    return OperatorSettings(
+        runner=RunnerSettings(
+            image=options["runner_image"],
+            nats_url=options["nats_url"],
+            command=tuple(shlex.split(options["runner_command"])),
+            model_base_urls=_pairs(options["model_base_urls"], "--model-base-url", "PROVIDER=URL"),
+            termination_grace_seconds=options["termination_grace_seconds"],
+            deadline_grace_seconds=options["deadline_grace_seconds"],
+            weaviate_url=options["weaviate_url"],
+            weaviate_grpc_address=options["weaviate_grpc_address"],
+            embedding_models=_pairs(
+                options["embedding_models"], "--embedding-model", "PROVIDER=MODEL"
+            ),
+        ),
+        limits=ConcurrencyLimits(
+            total=options["max_running"],
+            per_namespace=options["max_running_per_namespace"],
+            per_model=options["max_running_per_model"],
+            per_namespace_overrides={
+                namespace: _count(limit, "--max-running-in-namespace")
+                for namespace, limit in _pairs(
+                    options["namespace_limits"], "--max-running-in-namespace", "NAMESPACE=N"
+                ).items()
+            },
+        ),
+        namespaces=options["namespaces"],
+        database_url=options["database_url"],
+        migrate=options["migrate"],
+        stall_seconds=options["stall_seconds"],
+        mirror_interval_seconds=options["status_interval_seconds"],
+        mirror_writes_in_flight=options["status_writes_in_flight"],
+        workers=options["workers"],
+        health_port=options["health_port"],
+    )
 
 
 @click.command("operator", context_settings={"auto_envvar_prefix": "OPSPAWN_OPERATOR"})
@@ -127,35 +167,50 @@ def _count(text: str, option: str) -> int:
 @click.option(
     "--stall-seconds",
     type=click.IntRange(min=0),
-    default=300,
+    default=OperatorSettings.stall_seconds,
     show_default=True,
     help="Mark a running task Stalled after this long without a runner event (0: off).",
 )
 @click.option(
+    "--status-interval-seconds",
+    type=click.FloatRange(min=0.05),
+    default=OperatorSettings.mirror_interval_seconds,
+    show_default=True,
+    help="Rewrite a task's status from its runner's events at most this often.",
+)
+@click.option(
+    "--status-writes-in-flight",
+    type=click.IntRange(min=1),
+    default=OperatorSettings.mirror_writes_in_flight,
+    show_default=True,
+    help="Status writes from runner events sent to the apiserver at once; the rest wait "
+    "their turn, oldest first.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=32,
+    default=OperatorSettings.workers,
     show_default=True,
     help="Reconciles running at once (mostly waiting on the apiserver, so many are cheap).",
 )
 @click.option(
     "--deadline-grace-seconds",
     type=click.IntRange(min=0),
-    default=30,
+    default=RunnerSettings.deadline_grace_seconds,
     show_default=True,
     help="Job activeDeadlineSeconds = task timeout + this.",
 )
 @click.option(
     "--termination-grace-seconds",
     type=click.IntRange(min=0),
-    default=30,
+    default=RunnerSettings.termination_grace_seconds,
     show_default=True,
     help="terminationGracePeriodSeconds of runner Pods.",
 )
 @click.option(
     "--health-port",
     type=click.IntRange(min=0, max=65535),
-    default=8080,
+    default=OperatorSettings.health_port,
     show_default=True,
     help="Port of /metrics, /healthz, /readyz (0: off).",
 )
@@ -173,30 +228,15 @@ def _count(text: str, option: str) -> int:
     show_default=True,
     help="The least severe log records written.",
 )
-def operator(  # click passes every option by keyword
+@click.pass_context
+def operator(
+    context: click.Context,
+    /,
     *,
     kubeconfig: str | None,
-    namespaces: tuple[str, ...],
-    runner_image: str,
-    runner_command: str,
-    nats_url: str,
-    model_base_urls: tuple[str, ...],
-    weaviate_url: str | None,
-    weaviate_grpc_address: str | None,
-    embedding_models: tuple[str, ...],
-    max_running: int | None,
-    max_running_per_namespace: int | None,
-    namespace_limits: tuple[str, ...],
-    max_running_per_model: int | None,
-    database_url: str | None,
-    migrate: bool,
-    stall_seconds: int,
-    workers: int,
-    deadline_grace_seconds: int,
-    termination_grace_seconds: int,
-    health_port: int,
     log_format: str,
     log_level: str,
+    **_: object,  # the settings: read from `context.params` by `settings_from_options`
 ) -> None:
     """Run the AgentTask operator: admit tasks, launch runner Jobs, keep status current."""
     refuse_unused_kubernetes_clients()  # before kopf is imported (see lean_imports)
@@ -212,34 +252,4 @@ def operator(  # click passes every option by keyword
     if log_level != "DEBUG":
         # kopf reports every event handler call at INFO; the reconcile logs what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    settings = OperatorSettings(
-        runner=RunnerSettings(
-            image=runner_image,
-            nats_url=nats_url,
-            command=tuple(shlex.split(runner_command)),
-            model_base_urls=_pairs(model_base_urls, "--model-base-url", "PROVIDER=URL"),
-            termination_grace_seconds=termination_grace_seconds,
-            deadline_grace_seconds=deadline_grace_seconds,
-            weaviate_url=weaviate_url,
-            weaviate_grpc_address=weaviate_grpc_address,
-            embedding_models=_pairs(embedding_models, "--embedding-model", "PROVIDER=MODEL"),
-        ),
-        limits=ConcurrencyLimits(
-            total=max_running,
-            per_namespace=max_running_per_namespace,
-            per_model=max_running_per_model,
-            per_namespace_overrides={
-                namespace: _count(limit, "--max-running-in-namespace")
-                for namespace, limit in _pairs(
-                    namespace_limits, "--max-running-in-namespace", "NAMESPACE=N"
-                ).items()
-            },
-        ),
-        namespaces=namespaces,
-        database_url=database_url,
-        migrate=migrate,
-        stall_seconds=stall_seconds,
-        workers=workers,
-        health_port=health_port,
-    )
-    asyncio.run(run_operator(settings, kubeconfig))
+    asyncio.run(run_operator(settings_from_options(context.params), kubeconfig))

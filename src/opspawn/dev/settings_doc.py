@@ -40,10 +40,10 @@ def _value(option: click.Option) -> str:
         shown = code(option.metavar)
     elif isinstance(kind, click.Choice):
         shown = " \\| ".join(code(str(choice)) for choice in kind.choices)
-    elif isinstance(kind, click.IntRange):
+    elif isinstance(kind, click.IntRange | click.FloatRange):
         low, high = kind.min, kind.max
         bounds = f" {low} to {high}" if high is not None else f" ≥ {low}" if low is not None else ""
-        shown = "integer" + bounds
+        shown = ("integer" if isinstance(kind, click.IntRange) else "number") + bounds
     else:
         shown = "path" if isinstance(kind, click.Path) else "text"
     return shown + (" (repeatable)" if option.multiple else "")
@@ -55,7 +55,7 @@ def _default(option: click.Option) -> str:
     default = option.default
     if option.is_flag and option.secondary_opts:
         return code(option.opts[0] if default else option.secondary_opts[0])
-    if isinstance(default, str | int):
+    if isinstance(default, str | int | float):
         return code(str(default))
     return ""
 

@@ -11,6 +11,7 @@ import pytest
 
 from opspawn.dev.helm import CHART, helm, template
 from opspawn.operator.cli import operator as operator_command
+from opspawn.operator.cli import settings_from_options
 from opspawn.operator.rbac import OPERATOR_RULES
 from tests.integration.chart.conftest import COMBINATIONS, values_file
 
@@ -180,6 +181,11 @@ def test_settings_reach_the_operator_command_as_environment(
     assert tuned["max_running_per_model"] == 20
     assert tuned["namespace_limits"] == ("team-a=30", "team-b=5")
     assert (tuned["workers"], tuned["stall_seconds"], tuned["health_port"]) == (16, 0, 9090)
+    assert (tuned["status_interval_seconds"], tuned["status_writes_in_flight"]) == (1.5, 2)
+    settings = settings_from_options(tuned)  # what the operator then runs with
+    assert (settings.mirror_interval_seconds, settings.mirror_writes_in_flight) == (1.5, 2)
+    assert settings.limits.per_namespace_overrides == {"team-a": 30, "team-b": 5}
+    assert settings.runner.command == ("/usr/local/bin/opspawn", "runner")
     assert (tuned["deadline_grace_seconds"], tuned["termination_grace_seconds"]) == (60, 10)
     assert (tuned["log_format"], tuned["log_level"]) == ("text", "DEBUG")
     assert tuned["namespaces"] == () and tuned["database_url"] is None
