@@ -11,8 +11,9 @@ is set against its physical limit, measured in the same run on the same machine:
   (target: at most 2 ms).
 - loop_step_signed: the same, with every event built, signed and serialised as the JetStream
   publisher does (no network).
-- cold_start_check_config: `python -m opspawn.runner --check-config` (imports, parses and
-  validates the environment, exits; interpreter shutdown included), against `python -c pass`.
+- cold_start_check_config: `opspawn runner --check-config`, the command runner Jobs run
+  (imports, parses and validates the environment, exits; interpreter shutdown included),
+  against `python -c pass`.
 - cold_start_first_model_call: the runner started for real against a local NATS server and the
   fake model server, from spawn to the first model request arriving (target: at most 1 s),
   against `python -c pass`; `run_s` is spawn to exit of the whole one-step task.
@@ -200,6 +201,10 @@ def loop_figure(name: str, steps: int, rounds: int, sink_type: type[Any]) -> dic
 # --------------------------------------------------------------------------- cold start
 
 
+RUNNER_COMMAND = (str(Path(sys.executable).with_name("opspawn")), "runner")
+"""What runner Jobs run (`opspawn runner`), from this environment's scripts."""
+
+
 def runner_env(
     spec: dict[str, Any], nats_url: str, model_url: str, workdir: Path
 ) -> dict[str, str]:
@@ -225,7 +230,7 @@ def process_seconds(argv: list[str], env: Mapping[str, str] | None = None) -> fl
 
 def cold_start_check_config(starts: int, python_pass_s: float, workdir: Path) -> dict[str, Any]:
     env = runner_env({**SPEC, "tools": {}}, "nats://127.0.0.1:1", "http://127.0.0.1:1/v1", workdir)
-    argv = [sys.executable, "-m", "opspawn.runner", "--check-config"]
+    argv = [*RUNNER_COMMAND, "--check-config"]
     seconds = statistics.median(process_seconds(argv, env) for _ in range(starts))
     return {
         "figure": "cold_start_check_config",
@@ -247,9 +252,7 @@ async def first_model_call(nats_url: str, workdir: Path) -> tuple[float, float]:
         env = runner_env({**SPEC, "tools": {}}, nats_url, server.openai_base_url, workdir)
         spawned = time.monotonic()
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "opspawn.runner",
+            *RUNNER_COMMAND,
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

@@ -10,15 +10,14 @@ from typing import Any
 
 import click
 
-from opspawn.api.crd import agenttask_crd, render_yaml
-
 DEFAULT_DEV_DIR = Path(".opspawn/dev")
 CRD_FILE = "agenttasks.opspawn.io.yaml"
 
 
 class LazyGroup(click.Group):
     """A group whose listed subcommands are imported only when they are run, so that
-    `opspawn runner` does not pay for the dev tools' imports (and works without them)."""
+    `opspawn runner` does not pay for the dev tools' imports (and works without them).
+    The other commands import what they need when they run, for the same reason."""
 
     def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,6 +61,8 @@ def crds() -> None:
 @crds.command("print")
 def crds_print() -> None:
     """Write the CRD YAML to standard output (e.g. `opspawn crds print | kubectl apply -f -`)."""
+    from opspawn.api.crd import agenttask_crd, render_yaml
+
     click.echo(render_yaml(agenttask_crd()), nl=False)
 
 
@@ -77,6 +78,8 @@ def crds_print() -> None:
 )
 def crds_generate(output_dirs: tuple[Path, ...]) -> None:
     """Regenerate the CRD file in each OUTPUT_DIR (what `make manifests` runs)."""
+    from opspawn.api.crd import agenttask_crd, render_yaml
+
     text = render_yaml(agenttask_crd())
     for output_dir in output_dirs:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+
+from opspawn.runner.lean_imports import refuse_aiohttp_unless_websocket
 
 
 @click.command("runner")
@@ -19,6 +22,8 @@ def runner(check_config: bool) -> None:
     Events go to NATS JetStream, the result also to the termination message; the exit code
     says how the attempt ended (see docs/runner.md).
     """
+    # Before anything imports nats; the variable is checked properly with the rest later.
+    refuse_aiohttp_unless_websocket(os.environ.get("OPSPAWN_NATS_URL", ""))
     from opspawn.runner.main import main
 
     sys.exit(main(check_config=check_config))
