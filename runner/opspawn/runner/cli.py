@@ -22,8 +22,10 @@ def runner(check_config: bool) -> None:
     Events go to NATS JetStream, the result also to the termination message; the exit code
     says how the attempt ended (see docs/runner.md).
     """
+    from opspawn.runner.config import NATS_URL  # imports neither nats nor aiohttp
+
     # Before anything imports nats; the variable is checked properly with the rest later.
-    refuse_aiohttp_unless_websocket(os.environ.get("OPSPAWN_NATS_URL", ""))
+    refuse_aiohttp_unless_websocket(os.environ.get(NATS_URL, ""))
     from opspawn.runner.main import main
 
     sys.exit(main(check_config=check_config))
