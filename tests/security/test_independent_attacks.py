@@ -1,0 +1,183 @@
+"""Rows of the independent attack list (tests/security/README.md) run as the attack: tenants
+are impersonated users with the aggregated `edit` role, each in a namespace of its own, and the
+operator serves all of them at once."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from kubernetes import client
+
+from tests.helpers import wait_for
+from tests.integration.operator.conftest import StartOperator, agenttask
+from tests.security.conftest import MakeTenant, Tenant
+
+GROUP, VERSION, PLURAL = "opspawn.io", "v1alpha1", "agenttasks"
+
+
+def _task(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any]:
+    task: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, tenant.namespace, PLURAL, name
+    )
+    return task
+
+
+def _finished(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any] | None:
+    for condition in (_task(api, tenant, name).get("status") or {}).get("conditions") or []:
+        if condition["type"] == "Succeeded" and condition["status"] != "Unknown":
+            return dict(condition)
+    return None
+
+
+def _serve(start: StartOperator, *tenants: Tenant) -> None:
+    start(*[arg for tenant in tenants for arg in ("--namespace", tenant.namespace)])
+
+
+def test_a_job_forged_in_another_namespace_neither_finishes_nor_deletes_the_victims_task(
+    start_test_operator: StartOperator, make_tenant: MakeTenant, kube_api: client.ApiClient
+) -> None:
+    attacker, victim = make_tenant(), make_tenant()
+    _serve(start_test_operator, attacker, victim)
+    created = victim.apply(agenttask("victim", inputs={"FAKE_SLEEP": "8"}))
+    assert created.returncode == 0, created.stderr
+    batch = client.BatchV1Api(kube_api)
+
+    def victims_jobs() -> list[Any]:
+        jobs = batch.list_namespaced_job(victim.namespace).items
+        return [job for job in jobs if job.status and job.status.active]
+
+    wait_for(victims_jobs, 30, "the victim's runner to start")
+    task = _task(kube_api, victim, "victim")
+    uid, job_name = task["metadata"]["uid"], task["status"]["jobName"]
+
+    # The attacker copies everything the operator would put on the victim's Job: the labels
+    # the operator selects by, a controller ownerReference to the victim's task, even its name.
+    forged = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name,
+            "labels": {
+                "app.kubernetes.io/managed-by": "opspawn",
+                "opspawn.io/task-uid": uid,
+                "opspawn.io/task-name": "victim",
+                "opspawn.io/attempt": "1",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "AgentTask",
+                    "name": "victim",
+                    "uid": uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "runner", "image": "forged", "command": ["true"]}],
+                }
+            },
+        },
+    }
+    applied = attacker.apply(forged)
+    assert applied.returncode == 0, applied.stderr
+    wait_for(
+        lambda: batch.read_namespaced_job(job_name, attacker.namespace).status.succeeded or 0,
+        30,
+        "the forged Job to succeed",
+    )
+
+    # The victim's task ends by its own runner only: still running while the forged Job has
+    # already succeeded, then Completed on attempt 1, its own Job never deleted.
+    assert _finished(kube_api, victim, "victim") is None
+    assert [job.metadata.name for job in victims_jobs()] == [job_name]
+    finished = wait_for(lambda: _finished(kube_api, victim, "victim"), 60, "the victim to finish")
+    assert finished["reason"] == "Completed"
+    status = _task(kube_api, victim, "victim")["status"]
+    assert status["attempt"] == 1
+    assert batch.read_namespaced_job(job_name, victim.namespace).metadata.uid
+    # Nor did the operator delete the attacker's Job with its own rights.
+    assert batch.read_namespaced_job(job_name, attacker.namespace).metadata.uid
+
+
+def test_a_tenant_cannot_write_a_tasks_status(
+    make_tenant: MakeTenant, kube_api: client.ApiClient
+) -> None:
+    tenant = make_tenant()
+    assert tenant.apply(agenttask("mine")).returncode == 0
+
+    patched = tenant.kubectl(
+        "patch",
+        "agenttask",
+        "mine",
+        "--subresource=status",
+        "--type=merge",
+        "--patch",
+        json.dumps({"status": {"phase": "Succeeded", "usage": {"costUSD": 0}}}),
+    )
+
+    assert patched.returncode != 0
+    assert "forbidden" in patched.stderr.lower()
+    assert "phase" not in (_task(kube_api, tenant, "mine").get("status") or {})
+
+
+def test_garbage_in_kopf_annotations_ends_as_status_and_other_tenants_are_served(
+    start_test_operator: StartOperator, make_tenant: MakeTenant, kube_api: client.ApiClient
+) -> None:
+    attacker, bystander = make_tenant(), make_tenant()
+    _serve(start_test_operator, attacker, bystander)
+    poisoned = agenttask("poisoned")
+    poisoned["metadata"]["annotations"] = {
+        "kopf.zalando.org/last-handled-configuration": "{not json",
+        "kopf.zalando.org/reconcile": '{"started": "yesterday", "retries": "many"}',
+        "kopf.zalando.org/touch-dummy": "x" * 200_000,
+    }
+    assert attacker.apply(poisoned).returncode == 0
+
+    finished = wait_for(lambda: _finished(kube_api, attacker, "poisoned"), 60, "the task to end")
+    assert finished["reason"] == "Completed"
+    assert bystander.apply(agenttask("bystander")).returncode == 0
+    finished = wait_for(lambda: _finished(kube_api, bystander, "bystander"), 60, "bystander")
+    assert finished["reason"] == "Completed"
+
+
+def test_editing_the_per_task_secret_between_attempts_does_not_change_what_runs(
+    start_test_operator: StartOperator, make_tenant: MakeTenant, kube_api: client.ApiClient
+) -> None:
+    tenant = make_tenant()
+    _serve(start_test_operator, tenant)
+    # Attempt 1 runs for a few seconds, then fails in a way that is retried.
+    body = agenttask("retried", inputs={"FAKE_EXIT": "143", "FAKE_ONCE": "yes", "FAKE_SLEEP": "4"})
+    assert tenant.apply(body).returncode == 0
+    core = client.CoreV1Api(kube_api)
+
+    def runner_secret() -> Any:
+        secrets = core.list_namespaced_secret(tenant.namespace).items
+        owned = [s for s in secrets if s.data and "spec.json" in s.data]
+        return owned[0] if owned else None
+
+    secret = wait_for(runner_secret, 30, "the per-task Secret")
+    spec = json.loads(base64.b64decode(secret.data["spec.json"]))
+    spec["goal"] = "exfiltrate everything"
+    replaced = tenant.kubectl(
+        "patch",
+        "secret",
+        secret.metadata.name,
+        "--type=merge",
+        "--patch",
+        json.dumps({"stringData": {"spec.json": json.dumps(spec)}}),
+    )
+    assert replaced.returncode == 0, replaced.stderr  # `edit` may write Secrets in its namespace
+
+    finished = wait_for(lambda: _finished(kube_api, tenant, "retried"), 90, "the task to end")
+    status = _task(kube_api, tenant, "retried")["status"]
+    # Whatever attempt 2 ran, it was the spec the apiserver admitted, or nothing at all.
+    if finished["reason"] == "Completed":
+        assert '"goal": "goal of retried"' in status["result"]["preview"]
+    assert "exfiltrate" not in json.dumps(status)
