@@ -60,7 +60,14 @@ WEAVIATE = GoTool(
     version="v1.35.2",
 )
 
-TOOLS = {tool.name: tool for tool in (HELM, KUBECONFORM, WEAVIATE)}
+KUBE_ROUTER = GoTool(
+    name="kube-router",
+    package="github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
+    # The real node's NetworkPolicy firewall; the only v2 version the module proxy serves.
+    version="v2.1.0",
+)
+
+TOOLS = {tool.name: tool for tool in (HELM, KUBECONFORM, WEAVIATE, KUBE_ROUTER)}
 
 
 def _ready(path: Path) -> bool:
