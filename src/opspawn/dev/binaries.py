@@ -1,4 +1,5 @@
-"""Find or make the control-plane binaries: etcd, kube-apiserver, kube-controller-manager, kubectl.
+"""Find or make the control-plane binaries: etcd, kube-apiserver, kube-controller-manager, kubectl;
+and, for the real node only, kubelet, kube-scheduler and kube-proxy (`node_binaries()`).
 
 Each binary is looked up, in order:
 
@@ -36,12 +37,17 @@ ETCD_VERSION = "v3.6.8"
 """The etcd that k8s.io/kubernetes at KUBERNETES_VERSION itself requires."""
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-proxy")
+"""What the real node (`opspawn.dev.realnode`) adds; built only when a real node is asked for."""
 
 _GO_PACKAGES = {
     "etcd": "go.etcd.io/etcd/server/v3",
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+    "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+    "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
 }
 
 
@@ -89,19 +95,26 @@ def _lookup(name: str) -> Path | None:
 
 def control_plane_binaries() -> dict[str, Path]:
     """Paths of all BINARIES, fetching or building what is missing."""
-    found = {name: _lookup(name) for name in BINARIES}
+    return _binaries(BINARIES)
+
+
+def node_binaries() -> dict[str, Path]:
+    """Paths of NODE_BINARIES (kubelet, kube-scheduler, kube-proxy), fetching or building them."""
+    return _binaries(NODE_BINARIES)
+
+
+def _binaries(names: tuple[str, ...]) -> dict[str, Path]:
+    found = {name: _lookup(name) for name in names}
     missing = [name for name, path in found.items() if path is None]
     if missing:
         with cache_lock():
             missing = [name for name in missing if _lookup(name) is None]
             if missing:
                 _provide(missing)
-        found = {name: _lookup(name) for name in BINARIES}
+        found = {name: _lookup(name) for name in names}
     resolved = {name: path for name, path in found.items() if path is not None}
-    if len(resolved) != len(BINARIES):
-        raise FileNotFoundError(
-            f"control-plane binaries still missing: {sorted(set(BINARIES) - set(resolved))}"
-        )
+    if len(resolved) != len(names):
+        raise FileNotFoundError(f"binaries still missing: {sorted(set(names) - set(resolved))}")
     return resolved
 
 
@@ -227,7 +240,7 @@ def build_from_go_modules(names: list[str], target: Path) -> None:
         + "\n".join(replaces)
         + "\n"
     )
-    imports = "\n".join(f'\t_ "{_GO_PACKAGES[name]}"' for name in BINARIES)
+    imports = "\n".join(f'\t_ "{package}"' for package in _GO_PACKAGES.values())
     (module / "tools.go").write_text(
         f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
     )
