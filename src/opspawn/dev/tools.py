@@ -1,5 +1,6 @@
 """Find or build the pinned tools that `go install` makes from their Go modules: `helm` and
-`kubeconform` for the chart, `weaviate-server` for long-term memory.
+`kubeconform` for the chart, `weaviate-server` for long-term memory, `actionlint` for the CI
+workflows.
 
 Each tool lives in the cache at `~/.cache/opspawn/bin/<tool>-<version>/<tool>` (`$OPSPAWN_CACHE_DIR`
 moves the root, as for the control plane). A missing one is built with the machine's Go from the Go
@@ -67,7 +68,14 @@ KUBE_ROUTER = GoTool(
     version="v2.1.0",
 )
 
-TOOLS = {tool.name: tool for tool in (HELM, KUBECONFORM, WEAVIATE, KUBE_ROUTER)}
+ACTIONLINT = GoTool(
+    name="actionlint",
+    package="github.com/rhysd/actionlint/cmd/actionlint",
+    # Checks .github/workflows/ statically: the release workflow never runs on this machine.
+    version="v1.7.12",
+)
+
+TOOLS = {tool.name: tool for tool in (HELM, KUBECONFORM, WEAVIATE, KUBE_ROUTER, ACTIONLINT)}
 
 
 def _ready(path: Path) -> bool:
