@@ -90,7 +90,9 @@ import copy
 import hashlib
 import hmac
 import json
+import math
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
@@ -141,6 +143,12 @@ TRUNCATION_MARKER = "…[truncated]"
 MIN_KEY_BYTES = 16
 """Signing keys shorter than this are refused."""
 
+MAX_NESTING_DEPTH = 64
+"""Most levels of nested arrays and objects an event may have (the envelope counts as one)."""
+
+MAX_NUMBER_CHARS = 64
+"""Longest number literal an event may hold; no field needs more, and a long one costs time."""
+
 TERMINATION_MESSAGE_MAX_BYTES = 4096
 """The kubelet keeps at most this many bytes of a container's termination message."""
 
@@ -152,6 +160,7 @@ _SUBJECT_TOKEN = re.compile(_SUBJECT_SAFE)
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _HEX_SHA256 = r"^[0-9a-f]{64}$"
+_SIGNATURE = re.compile(_HEX_SHA256)
 
 
 class EventVerificationError(ValueError):
@@ -690,27 +699,98 @@ def sign_event(event: RunnerEvent, key: SigningKey) -> RunnerEvent:
 
 
 class UnreadableEventError(EventVerificationError):
-    """The message is not even a candidate event: oversized, not JSON, not a JSON object."""
+    """The message is not even a candidate event: oversized, not UTF-8, not strict JSON, too
+    deeply nested, or not a JSON object."""
 
 
 def read_event_json(data: bytes) -> dict[str, Any]:
-    """The message as a JSON object, nothing believed yet. Raises UnreadableEventError."""
+    """The message as a JSON object, nothing believed yet. Raises UnreadableEventError.
+
+    Strict on purpose, because whatever passes is later canonicalised, validated and stored:
+    UTF-8 only (no BOM, no other encoding), no duplicate keys (two parsers could disagree on
+    which one counts), no NaN or Infinity (no canonical form), no number too large for a float
+    or longer than `MAX_NUMBER_CHARS`, at most `MAX_NESTING_DEPTH` levels of nesting.
+    """
     if len(data) > MAX_EVENT_BYTES:
         raise UnreadableEventError(f"event of {len(data)} bytes exceeds {MAX_EVENT_BYTES}")
     try:
-        raw = json.loads(data)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UnreadableEventError(f"event is not UTF-8: {error.reason} at {error.start}") from None
+    try:
+        raw = json.loads(
+            text,
+            object_pairs_hook=_object_without_duplicates,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except RecursionError:
+        raise UnreadableEventError("event is nested too deeply to parse") from None
     except ValueError as error:
-        raise UnreadableEventError(f"event is not JSON: {error}") from None
+        raise UnreadableEventError(f"event is not JSON: {_bounded_text(str(error))}") from None
     if not isinstance(raw, dict):
         raise UnreadableEventError("event is not a JSON object")
+    if _nesting_depth(raw) > MAX_NESTING_DEPTH:
+        raise UnreadableEventError(f"event is nested deeper than {MAX_NESTING_DEPTH} levels")
     return raw
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("duplicate key in an object")
+    return found
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of more than {MAX_NUMBER_CHARS} characters")
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("a number out of the range of a float")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of more than {MAX_NUMBER_CHARS} characters")
+    return int(text)
+
+
+def _bounded_text(text: str, limit: int = 256) -> str:
+    return text if len(text) <= limit else text[:limit] + TRUNCATION_MARKER
+
+
+def _nesting_depth(value: Any) -> int:
+    """How many levels of arrays and objects `value` has, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def verify_event(data: bytes, key: SigningKey, *, subject: str | None = None) -> RunnerEvent:
     """Decode an event, believing it only if `key` signed it (and it came on its own subject).
 
     The signature is checked over the received JSON before the event is validated, so nothing
-    unsigned is ever interpreted. Raises EventVerificationError.
+    unsigned is ever interpreted. Raises EventVerificationError, and nothing else, whatever
+    the bytes are.
     """
     return verify_event_json(read_event_json(data), key, subject=subject)
 
@@ -722,16 +802,20 @@ def verify_event_json(
     signature = raw.pop("signature", None)
     if not isinstance(signature, str) or not signature:
         raise EventVerificationError("event is not signed")
+    if not _SIGNATURE.match(signature):
+        raise EventVerificationError("event signature is not 64 lowercase hex digits")
     try:
         content = canonical_json(raw)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise EventVerificationError(f"event cannot be canonicalised: {error}") from None
     if not key.matches(content, signature):
         raise EventVerificationError("event signature does not match the task's key")
     try:
         event = RunnerEvent.model_validate({**raw, "signature": signature})
-    except ValidationError as error:
-        raise EventVerificationError(f"signed event does not match the schema: {error}") from None
+    except (ValidationError, RecursionError) as error:
+        raise EventVerificationError(
+            f"signed event does not match the schema: {_bounded_text(str(error), 2048)}"
+        ) from None
     if subject is not None and subject != event.subject:
         raise EventVerificationError(
             f"event of {event.namespace}/{event.task_uid} arrived on subject {subject!r}"

@@ -8,7 +8,12 @@ A durable pull consumer reads the event stream in batches. Each message is sorte
 - a rejected event (security): forged or unsigned, on the wrong subject, or of an unknown
   task; recorded in `security_events`, never stored as an event, never mirrored;
 - a poison message (dead letter): oversized, not JSON, not an event subject; recorded in
-  `dead_letters` and terminated, so it is never delivered again.
+  `dead_letters` and terminated, so it is never delivered again;
+- a message to retry: its task's key could not be read just now (an API error); it is
+  nak'ed with a delay and comes back.
+
+Nothing a sender or a Secret holds can stop the consumer: whatever cannot be classified (a
+bug's exception included) becomes a dead letter, and the loop goes on serving other tenants.
 
 The batch is committed to the audit store in one transaction, retried until Postgres takes it
 (the messages are kept "in progress" meanwhile, so JetStream holds them rather than
@@ -45,7 +50,11 @@ from opspawn.api.events import (
 from opspawn.operator import metrics
 from opspawn.operator.audit import AuditStore, DeadLetter, Rejected
 from opspawn.operator.mirror import StatusMirror
-from opspawn.operator.signing_keys import SigningKeys
+from opspawn.operator.signing_keys import (
+    SigningKeys,
+    SigningKeyUnavailableError,
+    UnusableSigningKeyError,
+)
 from opspawn.operator.store import Store
 
 logger = logging.getLogger(__name__)
@@ -64,6 +73,17 @@ class ConsumerSettings:
     max_ack_pending: int = 20_000
 
 
+RETRY_DELAY_SECONDS = 5.0
+"""A message whose task key could not be read comes back after this long."""
+
+
+class _Retry:
+    """A message to hand back to JetStream for redelivery later."""
+
+
+_RETRY = _Retry()
+
+
 @dataclass
 class _Sorted:
     events: list[tuple[Msg, RunnerEvent]]
@@ -77,6 +97,24 @@ def _excerpt(data: bytes) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _stream_sequence(message: Msg) -> int:
+    """The message's position in the stream, 0 when its reply subject does not say."""
+    try:
+        return message.metadata.sequence.stream if message.reply else 0
+    except Exception:  # a reply subject that is not a JetStream ack subject
+        return 0
+
+
+def _dead_letter(message: Msg, reason: str) -> DeadLetter:
+    return DeadLetter(
+        received_at=_now(),
+        subject=message.subject,
+        stream_sequence=_stream_sequence(message),
+        reason=reason,
+        excerpt=_excerpt(message.data),
+    )
 
 
 def durable_name(namespaces: Sequence[str]) -> str:
@@ -267,8 +305,15 @@ class EventConsumer:
     async def _sort(self, messages: Sequence[Msg]) -> _Sorted:
         sorted_ = _Sorted([], [], [])
         for message in messages:
-            outcome = await self._classify(message)
-            if isinstance(outcome, RunnerEvent):
+            try:
+                outcome = await self._classify(message)
+            except Exception as error:  # a bug must not stop every tenant's events
+                logger.exception("cannot classify a message on %r", message.subject)
+                outcome = _dead_letter(message, f"cannot be classified: {type(error).__name__}")
+            if isinstance(outcome, _Retry):
+                with contextlib.suppress(Exception):  # unacked, it comes back after ack_wait
+                    await message.nak(delay=RETRY_DELAY_SECONDS)
+            elif isinstance(outcome, RunnerEvent):
                 sorted_.events.append((message, outcome))
             elif isinstance(outcome, Rejected):
                 sorted_.rejected.append((message, outcome))
@@ -276,18 +321,11 @@ class EventConsumer:
                 sorted_.poison.append((message, outcome))
         return sorted_
 
-    async def _classify(self, message: Msg) -> RunnerEvent | Rejected | DeadLetter:
+    async def _classify(self, message: Msg) -> RunnerEvent | Rejected | DeadLetter | _Retry:
         data, subject = message.data, message.subject
-        sequence = message.metadata.sequence.stream if message.reply else 0
 
         def poison(reason: str) -> DeadLetter:
-            return DeadLetter(
-                received_at=_now(),
-                subject=subject,
-                stream_sequence=sequence,
-                reason=reason,
-                excerpt=_excerpt(data),
-            )
+            return _dead_letter(message, reason)
 
         def rejected(reason: str, detail: str, uid: str, namespace: str) -> Rejected:
             return Rejected(
@@ -312,7 +350,12 @@ class EventConsumer:
         task = self._tasks.task(uid)
         if task is None or task.namespace != namespace:
             return rejected("UnknownTask", "no such task in scope", uid, namespace)
-        key = await self._keys.key_for(namespace, task.name, uid)
+        try:
+            key = await self._keys.key_for(namespace, task.name, uid)
+        except UnusableSigningKeyError as error:
+            return rejected("UnusableSigningKey", str(error), uid, namespace)
+        except SigningKeyUnavailableError:
+            return _RETRY
         if key is None:
             return rejected("NoSigningKey", "the task has no signing key", uid, namespace)
         try:
