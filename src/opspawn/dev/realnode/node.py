@@ -23,15 +23,21 @@ from kubernetes import client, config
 from opspawn.dev.binaries import node_binaries
 from opspawn.dev.controlplane import SERVICE_CIDR, ControlPlane
 from opspawn.dev.ports import free_port, is_listening
-from opspawn.dev.processes import ManagedProcess, stop_process_group
+from opspawn.dev.processes import ManagedProcess, ProcessFailedError, stop_process_group
 from opspawn.dev.rbac import grant_cluster_role
-from opspawn.dev.realnode import host, network
+from opspawn.dev.realnode import host, lock, network
 from opspawn.dev.realnode.containerd import Containerd
 from opspawn.dev.realnode.pause import REFERENCE as PAUSE_IMAGE
 from opspawn.dev.realnode.pause import pause_archive
 from opspawn.dev.tools import tool_binary
 
 NODE_NAME = "opspawn-realnode"
+
+
+class NodeBusyError(RuntimeError):
+    """Another real node kept this machine for longer than we could wait."""
+
+
 KUBE_ROUTER_USER = "opspawn:kube-router"
 KUBE_ROUTER_RULES = [
     {
@@ -102,10 +108,14 @@ class RealNode:
     kubelet_port: int = 0
     kubelet_healthz_port: int = 0
     apiserver_relay_port: int = 0
+    lock_path: Path = lock.LOCK_PATH
+    lock_timeout: float = 600.0
+    """How long to wait for another node on this machine to go away."""
     started_seconds: float = 0.0
     """From start() to the Node Ready (kube-router included)."""
     _sysctls: dict[str, str] = field(default_factory=dict)
-    _network_created: bool = False
+    _lock_holder: ManagedProcess | None = None
+    _owns_lock: bool = False
 
     def __post_init__(self) -> None:
         self.containerd = Containerd(
@@ -139,10 +149,10 @@ class RealNode:
         kube_router = tool_binary("kube-router")
         archive = pause_archive()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._take_machine_lock()
         # Whatever a node killed before its teardown left (we hold the machine's lock).
         self._clean_host()
         self.apiserver_relay_port = free_port()
-        self._network_created = True
         network.create(network.HostRoute(self.apiserver_relay_port))
         network.write_cni_config(self.workdir / "cni" / "net.d", self.workdir / "cni" / "ipam")
         self._start_relay(
@@ -201,6 +211,25 @@ class RealNode:
         self._wait_firewall_ready(timeout)
 
     # ------------------------------------------------------------------ pieces
+
+    def _take_machine_lock(self) -> None:
+        holder = ManagedProcess(
+            name="realnode-lock",
+            argv=[sys.executable, "-m", "opspawn.dev.realnode.lock", str(self.lock_path)],
+            log_path=self.workdir / "lock.log",
+        )
+        holder.start()
+        self._lock_holder = holder
+        try:
+            holder.wait_ready(
+                lambda: lock.holder(self.lock_path) == str(holder.pid), self.lock_timeout
+            )
+            self._owns_lock = True
+        except ProcessFailedError as error:
+            raise NodeBusyError(
+                f"another real node holds {self.lock_path} (pid {lock.holder(self.lock_path)}); "
+                f"waited {self.lock_timeout:.0f}s"
+            ) from error
 
     def _kubeconfig(self, control_plane: ControlPlane, name: str, user: str) -> Path:
         organization = "system:nodes" if user.startswith("system:node:") else None
@@ -341,17 +370,24 @@ class RealNode:
     # ------------------------------------------------------------------ stop
 
     def stop(self) -> None:
-        """Stop every component and remove what they left on the host."""
+        """Stop every component and remove what they left on the host (only when this node got
+        the machine's lock: otherwise the host's state is another node's)."""
         for process in reversed(self.processes):
             if process.name != "containerd":
                 process.stop()
-        host.kill_pods()
-        self._remove_containers()
+        if self._owns_lock:
+            host.kill_pods()
+            self._remove_containers()
         self.containerd.stop()
         for pid in self.containerd.shim_pids():
             stop_process_group(pid, grace=2)
         self.processes.clear()
-        self._clean_host()
+        if self._owns_lock:
+            self._clean_host()
+            self._owns_lock = False
+        if self._lock_holder is not None:
+            self._lock_holder.stop()
+            self._lock_holder = None
 
     def _remove_containers(self) -> None:
         """Delete the stopped Pods' containers (and their snapshots) while containerd runs, so
