@@ -20,6 +20,10 @@
   WORKER_IDLE_SECONDS (kopf's defaults, no limit and 5 s, held every task's body at once).
 - Peering off (standalone): one replica runs at a time (the chart's Deployment uses the
   Recreate strategy), so no KopfPeering resources or RBAC are needed.
+- Identity: the operator names itself (`operator_identity()`: the Pod's name, which is the
+  container's hostname), because kopf's own guess calls `getpass.getuser()`, which raises
+  `KeyError` for a uid without a passwd entry, such as the image's 65532. kopf computes it
+  even in standalone mode, before any handler runs.
 - Scanning off: the set of namespaces (`--namespace`, or the whole cluster) and the CRD are
   fixed at start, so the operator needs no access to Namespaces or CRDs.
 """
@@ -27,9 +31,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterable
 
 import kopf
+
+# kopf.operator(identity=...) takes this NewType of str, which kopf does not re-export.
+from kopf._core.engines.peering import Identity
 
 from opspawn.operator.runner_job import MANAGED_BY
 
@@ -42,6 +51,7 @@ RUNNER_JOBS = ("batch", "v1", "jobs")
 LIST_CHUNK_SIZE = 500
 WORKER_LIMIT = 256
 WORKER_IDLE_SECONDS = 0.5
+IDENTITY_PREFIX = "opspawn-operator"
 
 
 class EventHandlersOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -76,3 +86,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.peering.standalone = True
     settings.scanning.disabled = True
+
+
+def operator_identity() -> Identity:
+    """Who this operator is to kopf: `POD_ID` when set (kopf's own convention), else the
+    hostname (a Pod's name in Kubernetes). Needs no passwd entry and no writable file."""
+    pod = os.environ.get("POD_ID")
+    if pod:
+        return Identity(pod)
+    return Identity(f"{IDENTITY_PREFIX}@{socket.gethostname() or 'localhost'}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine, Sequence
 
 import kopf
 
 from opspawn.operator.audit import AuditStore
 from opspawn.operator.consumer import ConsumerSettings, EventConsumer, durable_name
 from opspawn.operator.handlers import build_registry
+from opspawn.operator.kopf_config import operator_identity
 from opspawn.operator.kube import KubeClient, load_api_client
 from opspawn.operator.metrics import HealthServer
 from opspawn.operator.mirror import StatusMirror
@@ -70,6 +72,19 @@ async def _open_audit_store(settings: OperatorSettings) -> AuditStore | None:
     return audit
 
 
+def kopf_operator(
+    registry: kopf.OperatorRegistry, namespaces: Sequence[str]
+) -> Coroutine[None, None, None]:
+    """kopf's part of the operator: standalone, under the operator's own identity."""
+    return kopf.operator(
+        registry=registry,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=True,
+        identity=operator_identity(),
+    )
+
+
 async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None) -> None:
     api = await load_api_client(kubeconfig)
     kube = KubeClient(api)
@@ -81,12 +96,7 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
     if settings.health_port:
         await health.start()
     operator = asyncio.create_task(
-        kopf.operator(
-            registry=build_registry(reconciler, api.configuration),
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            standalone=True,
-        ),
+        kopf_operator(build_registry(reconciler, api.configuration), settings.namespaces),
         name="kopf",
     )
     workers = asyncio.create_task(reconciler.run(), name="reconciler")
