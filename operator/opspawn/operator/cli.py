@@ -7,6 +7,7 @@ underscores, e.g. `OPSPAWN_OPERATOR_RUNNER_IMAGE`); the Helm chart uses both.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import shlex
 from collections.abc import Mapping
@@ -17,6 +18,10 @@ import click
 from opspawn.operator.lean_imports import refuse_unused_kubernetes_clients
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
+
+IMAGE_REPOSITORY = "ghcr.io/opspawn/opspawn"
+DEFAULT_RUNNER_IMAGE = f"{IMAGE_REPOSITORY}:{importlib.metadata.version('opspawn')}"
+"""The image released with this version (the chart's appVersion): never a moving tag."""
 
 
 def _pairs(values: tuple[str, ...], option: str, shape: str) -> dict[str, str]:
@@ -87,7 +92,7 @@ def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
 )
 @click.option(
     "--runner-image",
-    default="ghcr.io/opspawn/opspawn:latest",
+    default=DEFAULT_RUNNER_IMAGE,
     show_default=True,
     help="Image of runner Jobs (a task's spec.runner.image overrides it).",
 )
