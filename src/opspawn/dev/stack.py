@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from kubernetes import client, config
 
@@ -38,6 +39,7 @@ from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import Postgres
 from opspawn.dev.processes import ManagedProcess, pid_alive, stop_process_group
 from opspawn.dev.rbac import grant_cluster_role
+from opspawn.dev.realnode.node import RealNode
 from opspawn.dev.weaviate import WeaviateServer
 
 KUBELET_USER = "opspawn:process-kubelet"
@@ -77,6 +79,10 @@ class DevStack:
     `opspawn dev up` does; the tests start operators of their own instead."""
     with_weaviate: bool = False
     """Also run Weaviate, and point the operator's runners at it for long-term memory."""
+    node: Literal["process", "real"] = "process"
+    """`real`: a real node (`opspawn.dev.realnode`: containerd, kubelet, kube-proxy,
+    kube-router) instead of the process kubelet; NATS, Postgres and the mock model are then
+    also reachable from Pods at the node's bridge address."""
     provider_endpoints: Mapping[str, str | None] = field(default_factory=dict)
     """Providers whose model calls do not go to the mock model: to the URL given, or (None) to
     the provider's own endpoint (`make demo` with a real API key)."""
@@ -85,6 +91,7 @@ class DevStack:
     postgres: Postgres | None = None
     weaviate: WeaviateServer | None = None
     kubelet: ManagedProcess | None = None
+    real_node: RealNode | None = None
     mock_model: ManagedProcess | None = None
     mock_model_url: str | None = None
     model_base_urls: dict[str, str] = field(default_factory=dict)
@@ -118,7 +125,11 @@ class DevStack:
         self.kubeconfig.write_bytes(self.control_plane.kubeconfig.read_bytes())
         self.kubeconfig.chmod(0o600)
         install_crds(self.kubeconfig)
-        self._start_kubelet(self.control_plane)
+        if self.node == "real":
+            self.real_node = RealNode(self.workdir / "real-node")
+            self.real_node.start(self.control_plane)
+        else:
+            self._start_kubelet(self.control_plane)
         if self.with_nats:
             self.nats = NatsServer(self.workdir / "nats")
             self.nats.start()
@@ -130,11 +141,19 @@ class DevStack:
             self.weaviate.start()
         if self.with_operator:
             self._start_operator(self.control_plane)
+        if self.real_node is not None:
+            self.real_node.expose("services", self._host_service_ports())
         environment = self.environment()
         self.env_file.write_text(
             "".join(f"export {key}={shlex.quote(value)}\n" for key, value in environment.items())
         )
         return environment
+
+    def _host_service_ports(self) -> list[int]:
+        ports = [server.port for server in (self.nats, self.postgres) if server is not None]
+        if self.mock_model_url is not None:
+            ports.append(int(self.mock_model_url.rsplit(":", 1)[1]))
+        return ports
 
     def _start_kubelet(self, control_plane: ControlPlane) -> None:
         grant_cluster_role(self.kubeconfig, KUBELET_USER, KUBELET_USER, KUBELET_RULES)
@@ -238,6 +257,8 @@ class DevStack:
             environment["OPSPAWN_MOCK_MODEL_URL"] = self.mock_model_url
         if self.operator is not None:
             environment["OPSPAWN_OPERATOR_METRICS_URL"] = self.operator.metrics_url
+        if self.real_node is not None:
+            environment["OPSPAWN_NODE_ADDRESS"] = self.real_node.address
         return environment
 
     def processes(self) -> list[ManagedProcess]:
@@ -245,6 +266,8 @@ class DevStack:
         found = list(self.control_plane.processes) if self.control_plane else []
         if self.kubelet is not None:
             found.append(self.kubelet)
+        if self.real_node is not None:
+            found += self.real_node.all_processes()
         for server in (self.nats, self.postgres, self.weaviate):
             if server is not None and server.process is not None:
                 found.append(server.process)
@@ -267,6 +290,8 @@ class DevStack:
             self.nats.stop()
         if self.kubelet is not None:
             self.kubelet.stop()
+        if self.real_node is not None:
+            self.real_node.stop()
         if self.control_plane is not None:
             self.control_plane.stop()
 

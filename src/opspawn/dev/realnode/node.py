@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from opspawn.dev.binaries import node_binaries
+from opspawn.dev.binaries import cache_root, node_binaries
 from opspawn.dev.controlplane import SERVICE_CIDR, ControlPlane
 from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.processes import ManagedProcess, ProcessFailedError, stop_process_group
@@ -101,7 +101,7 @@ class RealNode:
     """The node's processes under `workdir`; host services reach Pods through `expose()`."""
 
     workdir: Path
-    containerd_root: Path
+    containerd_root: Path = field(default_factory=lambda: cache_root() / "realnode" / "containerd")
     """Kept across runs (`~/.cache/opspawn/realnode/containerd`) so imported images stay."""
     containerd: Containerd = field(init=False)
     processes: list[ManagedProcess] = field(default_factory=list)
@@ -143,6 +143,11 @@ class RealNode:
             self.stop()
             raise
         self.started_seconds = time.monotonic() - begun
+
+    def all_processes(self) -> list[ManagedProcess]:
+        """Every process of the node in start order, the lock's holder first."""
+        holder = [self._lock_holder] if self._lock_holder is not None else []
+        return holder + self.processes
 
     def _start(self, control_plane: ControlPlane, timeout: float) -> None:
         binaries = node_binaries()
