@@ -11,11 +11,13 @@ import importlib.metadata
 import logging
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import click
 
 from opspawn.operator.lean_imports import refuse_unused_kubernetes_clients
+from opspawn.operator.nats_auth import NatsCredentialError, NatsIssuer
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
 
@@ -40,6 +42,21 @@ def _count(text: str, option: str) -> int:
     return int(text)
 
 
+def _nats_issuer(account: str | None, seed_file: str | None) -> NatsIssuer | None:
+    """Who mints NATS users, from --nats-account and --nats-signing-key-file (both or none)."""
+    if account is None and seed_file is None:
+        return None
+    if account is None or seed_file is None:
+        raise click.BadParameter(
+            "give both --nats-account and --nats-signing-key-file, or neither",
+            param_hint="--nats-account",
+        )
+    try:
+        return NatsIssuer.from_seed_text(account, Path(seed_file).read_bytes())
+    except NatsCredentialError as error:
+        raise click.BadParameter(str(error), param_hint="--nats-signing-key-file") from None
+
+
 def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
     """The operator's settings from the options `opspawn operator` parsed (click's params)."""
     return OperatorSettings(
@@ -55,6 +72,7 @@ def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
             embedding_models=_pairs(
                 options["embedding_models"], "--embedding-model", "PROVIDER=MODEL"
             ),
+            nats_issuer=_nats_issuer(options["nats_account"], options["nats_signing_key_file"]),
         ),
         limits=ConcurrencyLimits(
             total=options["max_running"],
@@ -103,6 +121,16 @@ def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
     help="Command of the runner container, split like a shell would.",
 )
 @click.option("--nats-url", required=True, help="NATS URL(s) the runners publish events to.")
+@click.option(
+    "--nats-account",
+    help="Public key (A…) of the NATS account the operator mints users in; with "
+    "--nats-signing-key-file it turns NATS auth on (per-task runner credentials).",
+)
+@click.option(
+    "--nats-signing-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="File holding the seed (SA…) of the account's signing key (a mounted Secret).",
+)
 @click.option(
     "--model-base-url",
     "model_base_urls",

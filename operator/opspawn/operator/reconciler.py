@@ -277,12 +277,28 @@ class Reconciler:
             task.namespace, str(reference.get("name")), str(reference.get("key"))
         )
 
-    async def _launch(self, task: TaskView, attempt: int) -> None:
+    async def _launch(self, task: TaskView, attempt: int) -> LaunchRefusedError | None:
+        """Create the attempt's Secret and Job; why not, when retrying cannot help."""
         body = task.as_object()
         AgentTaskSpec.model_validate(body["spec"])  # decide() checked it; fail loudly if not
-        await self._kube.ensure_secret(build_task_secret(body, secrets.token_urlsafe(32)))
         job = build_runner_job(body, attempt, self._settings.runner)
-        await self._kube.ensure_job(job)
+        secret = build_task_secret(body, secrets.token_urlsafe(32), self._settings.runner)
+        for kind, obj, ensure in (
+            ("Secret", secret, self._kube.ensure_secret),
+            ("Job", job, self._kube.ensure_job),
+        ):
+            try:
+                await ensure(obj)
+            except LaunchRefusedError as refusal:
+                logger.warning("not launched: %s", refusal, extra=_ref(task))
+                if refusal.existing_metadata:
+                    self.audit_writer.security_event(
+                        str(refusal.existing_metadata.get("uid") or obj["metadata"]["name"]),
+                        object_security_event(
+                            kind, refusal.existing_metadata, refusal.reason, str(refusal), task.uid
+                        ),
+                    )
+                return refusal
         metrics.LAUNCHED.labels(task.namespace).inc()
         logger.info(
             "launched attempt %d as Job %s", attempt, job["metadata"]["name"], extra=_ref(task)

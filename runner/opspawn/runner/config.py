@@ -37,6 +37,7 @@ TASK_NAMESPACE = "OPSPAWN_TASK_NAMESPACE"
 ATTEMPT = "OPSPAWN_ATTEMPT"
 POD_NAME = "OPSPAWN_POD_NAME"
 NATS_URL = "OPSPAWN_NATS_URL"
+NATS_CREDENTIALS = "OPSPAWN_NATS_CREDENTIALS"
 SIGNING_KEY = "OPSPAWN_SIGNING_KEY"
 MODEL_API_KEY = "OPSPAWN_MODEL_API_KEY"
 MODEL_BASE_URL = "OPSPAWN_MODEL_BASE_URL"
@@ -82,6 +83,9 @@ class _IdentityEnvironment(_Environment):
     attempt: int = Field(default=1, alias=ATTEMPT, ge=1)
     pod_name: str | None = Field(default=None, alias=POD_NAME, max_length=253)
     nats_url: str = Field(alias=NATS_URL)
+    nats_credentials: SecretStr | None = Field(
+        default=None, alias=NATS_CREDENTIALS, max_length=16384
+    )
     signing_key: SecretStr = Field(alias=SIGNING_KEY)
     log_level: str = Field(default="INFO", alias=LOG_LEVEL, pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -108,6 +112,8 @@ class RunIdentity:
 
     task: TaskRef
     nats_servers: list[str]
+    nats_credentials: SecretStr | None
+    """The task's NATS user (`.creds` text) the operator minted; None for a NATS without auth."""
     signing_key: SigningKey
     pod_name: str | None
     log_level: str
@@ -180,6 +186,7 @@ def load_identity(env: Mapping[str, str]) -> RunIdentity:
     return RunIdentity(
         task=task,
         nats_servers=servers,
+        nats_credentials=raw.nats_credentials,
         signing_key=SigningKey(key),
         pod_name=raw.pod_name,
         log_level=raw.log_level,

@@ -20,6 +20,9 @@ Environment
     OPSPAWN_ATTEMPT                   no        attempt number, from 1 (default 1)
     OPSPAWN_NATS_URL                  yes       NATS URL(s), comma-separated (nats://,
                                                 tls://, ws://, wss://)
+    OPSPAWN_NATS_CREDENTIALS          see note  secret: the task's NATS user (.creds text)
+                                                the operator minted; required by a NATS
+                                                with auth (the chart's and the dev stack's)
     OPSPAWN_SIGNING_KEY               yes       secret: the per-task event signing key; its
                                                 UTF-8 bytes are the HMAC key (>= 16 bytes)
     OPSPAWN_MODEL_API_KEY             see note  secret: the provider API key (from the
