@@ -21,10 +21,14 @@ Wire format
 
 Identity and ordering
     `sequence` starts at 1 for every attempt and increases by one per event. The `id` is derived
-    from task uid, attempt and sequence, so the same logical event always carries the same id: it
-    is sent as the JetStream `Nats-Msg-Id` header (a replayed publish inside the stream's duplicate
-    window is dropped by the server) and is the idempotency key of the audit store (a replay
-    outside the window is dropped there).
+    from task uid, attempt and sequence, so the same logical event always carries the same id:
+    it is the idempotency key of the audit store (a replay is dropped there).
+
+    The JetStream `Nats-Msg-Id` header is `message_id`: an HMAC of the id under the task's
+    signing key. A retried publish carries the same header (the server drops the duplicate
+    inside the stream's window), but JetStream deduplicates per stream, across subjects, so a
+    guessable header would let another tenant suppress a task's events by publishing their
+    ids first; without the task's key nobody can compute it.
 
 Subjects and stream
     Events of one task go to `opspawn.events.<namespace>.<task-uid>` (see `event_subject`). One
@@ -122,7 +126,7 @@ DUPLICATE_WINDOW_SECONDS = 600
 """Duplicate window the stream is created with: a publish retried within it is dropped."""
 
 MSG_ID_HEADER = "Nats-Msg-Id"
-"""JetStream header carrying the event id, for server-side deduplication."""
+"""JetStream header for server-side deduplication; it carries `SigningKey.message_id`."""
 
 PAYLOAD_LIMIT_BYTES = 64 * 1024
 """Cap on the serialized payload of an event (except `result`)."""
@@ -242,6 +246,16 @@ def event_id(task_uid: str, attempt: int, sequence: int) -> str:
     return f"{task_uid}/{attempt}/{sequence}"
 
 
+RUNNER_INBOX_PREFIX = "_INBOX_RUNNER"
+"""Runners take their replies (JetStream publish acks) under `<prefix>.<task-uid>`; their NATS
+credentials allow them to subscribe there and nowhere else."""
+
+
+def runner_inbox(task_uid: str) -> str:
+    """The inbox prefix a task's runner connects with (nats-py's `inbox_prefix`)."""
+    return f"{RUNNER_INBOX_PREFIX}.{task_uid}"
+
+
 # --------------------------------------------------------------------------- canonical JSON, keys
 
 
@@ -250,6 +264,11 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
+
+
+_MESSAGE_ID_CONTEXT = b"opspawn Nats-Msg-Id\x00"
+"""Prefix of what a message id is an HMAC of: no event's signed content starts with it, so a
+message id is never a valid signature and the other way round."""
 
 
 class SigningKey:
@@ -268,6 +287,10 @@ class SigningKey:
     def sign(self, message: bytes) -> str:
         """Lowercase hex HMAC-SHA256 of `message`."""
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def message_id(self, event_id: str) -> str:
+        """The event's `Nats-Msg-Id`: stable across retries, unguessable without the key."""
+        return self.sign(_MESSAGE_ID_CONTEXT + event_id.encode())
 
     def matches(self, message: bytes, signature: str) -> bool:
         """Whether `signature` is this key's signature of `message` (constant-time)."""

@@ -50,6 +50,7 @@ from opspawn.api.events import (
 from opspawn.operator import metrics
 from opspawn.operator.audit import AuditStore, DeadLetter, Rejected
 from opspawn.operator.mirror import StatusMirror
+from opspawn.operator.nats_auth import connect_options
 from opspawn.operator.signing_keys import (
     SigningKeys,
     SigningKeyUnavailableError,
@@ -144,8 +145,10 @@ class EventConsumer:
         mirror: StatusMirror,
         ready: Callable[[], Awaitable[None]],
         settings: ConsumerSettings | None = None,
+        credentials: str | None = None,
     ) -> None:
         self._nats_url = nats_url
+        self._credentials = credentials
         self._namespaces = tuple(namespaces)
         self._audit = audit
         self._keys = keys
@@ -212,6 +215,7 @@ class EventConsumer:
             name="opspawn-operator",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            **connect_options(self._credentials),
         )
 
     async def _subscribe(self, connection: NatsClient) -> nats.js.JetStreamContext.PullSubscription:

@@ -36,6 +36,12 @@ async def _initial_sync(
     reconciler.start(tasks, jobs)
 
 
+def _operator_nats_credentials(settings: OperatorSettings) -> str | None:
+    """The operator's own NATS user (JetStream API and acks), when NATS auth is on."""
+    issuer = settings.runner.nats_issuer
+    return None if issuer is None else issuer.operator_credentials()
+
+
 def _event_pipeline(
     settings: OperatorSettings, kube: KubeClient, reconciler: Reconciler, audit: AuditStore
 ) -> list[asyncio.Task[None]]:
@@ -55,6 +61,7 @@ def _event_pipeline(
         mirror=mirror,
         ready=reconciler.wait_ready,
         settings=ConsumerSettings(durable=durable_name(settings.namespaces)),
+        credentials=_operator_nats_credentials(settings),
     )
     return [
         asyncio.create_task(consumer.run(), name="consumer"),
@@ -101,7 +108,10 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
     )
     workers = asyncio.create_task(reconciler.run(), name="reconciler")
     stream = asyncio.create_task(
-        keep_ensuring_stream(settings.runner.nats_url, settings.stream), name="stream"
+        keep_ensuring_stream(
+            settings.runner.nats_url, settings.stream, _operator_nats_credentials(settings)
+        ),
+        name="stream",
     )
     background = [workers, stream]
     if audit is not None:

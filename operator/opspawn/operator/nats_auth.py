@@ -45,11 +45,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import nkeys
+from nats.aio.client import RawCredentials
 
-from opspawn.api.events import STREAM_NAME, event_subject
+from opspawn.api.events import STREAM_NAME, event_subject, runner_inbox
 
 ACCOUNT_NAME = "OPSPAWN"
-RUNNER_INBOX_PREFIX = "_INBOX_RUNNER"
 OPERATOR_INBOX_PREFIX = "_INBOX"
 _JWT_HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 _UNLIMITED = -1
@@ -140,11 +140,6 @@ class Permissions:
 
     def claims(self) -> dict[str, Any]:
         return {"pub": {"allow": list(self.publish)}, "sub": {"allow": list(self.subscribe)}}
-
-
-def runner_inbox(task_uid: str) -> str:
-    """The inbox prefix a task's runner must connect with (nats-py `inbox_prefix`)."""
-    return f"{RUNNER_INBOX_PREFIX}.{task_uid}"
 
 
 def runner_permissions(namespace: str, task_uid: str) -> Permissions:
@@ -306,3 +301,8 @@ class TrustChain:
             f"  {self.account_public_key}: {self.account_jwt}\n"
             "}\n"
         )
+
+
+def connect_options(credentials: str | None) -> dict[str, Any]:
+    """Keyword arguments of `nats.connect` that log in with `.creds` text (none without auth)."""
+    return {} if credentials is None else {"user_credentials": RawCredentials(credentials)}

@@ -15,22 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from opspawn.api.agenttask import API_VERSION, KIND, AgentTaskSpec
+from opspawn.operator.nats_auth import NatsIssuer, runner_credential_lifetime
 
 KubeObject = dict[str, Any]
 
 SPEC_KEY = "spec.json"
 SIGNING_KEY_KEY = "signing-key"
+NATS_CREDENTIALS_KEY = "nats-credentials"
 CONTAINER_NAME = "runner"
 MANAGED_BY = "opspawn"
 TASK_UID_LABEL = "opspawn.io/task-uid"
 TASK_NAME_LABEL = "opspawn.io/task-name"
 ATTEMPT_LABEL = "opspawn.io/attempt"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+MEMORY_SECRET = "opspawn-memory"  # noqa: S105 (a Secret's name, not a secret)
+"""The Secret of a namespace that holds its Weaviate API key (`memory_access` writes it)."""
+MEMORY_API_KEY_KEY = "api-key"
 RUNNER_UID = 65532
 TMP_VOLUME = "tmp"
 TMP_MOUNT_PATH = "/tmp"  # noqa: S108 (a path inside the runner container, not on this host)
@@ -62,6 +68,8 @@ class RunnerSettings:
     embedding_models: Mapping[str, str] = field(default_factory=dict)
     """Provider → embedding model for long-term memory; providers without one use the
     runner's offline embedder."""
+    nats_issuer: NatsIssuer | None = None
+    """Mints each task's NATS user (None: a NATS without auth, runners get no credentials)."""
 
 
 def escape_expansion(text: str) -> str:
@@ -112,9 +120,34 @@ def _labels(task: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def build_task_secret(task: Mapping[str, Any], signing_key: str) -> KubeObject:
-    """The per-task Secret: the spec (user text) and the event-signing key."""
+def _runner_nats_credentials(task: Mapping[str, Any], settings: RunnerSettings) -> str | None:
+    """The task's NATS user, valid past its last attempt's deadline (None without auth)."""
+    if settings.nats_issuer is None:
+        return None
+    _, namespace, uid = _metadata(task)
+    spec = AgentTaskSpec.model_validate(task["spec"])
+    lifetime = runner_credential_lifetime(
+        spec.limits.timeout_seconds,
+        settings.deadline_grace_seconds,
+        spec.retry.limit,
+        spec.retry.backoff.max_seconds,
+    )
+    return settings.nats_issuer.runner_credentials(namespace, uid, time.time() + lifetime)
+
+
+def build_task_secret(
+    task: Mapping[str, Any], signing_key: str, settings: RunnerSettings | None = None
+) -> KubeObject:
+    """The per-task Secret: the spec (user text), the event-signing key and, with NATS auth,
+    the task's NATS credentials. It serves every attempt of the task."""
     name, namespace, uid = _metadata(task)
+    data = {
+        SPEC_KEY: json.dumps(task["spec"], separators=(",", ":"), ensure_ascii=False),
+        SIGNING_KEY_KEY: signing_key,
+    }
+    credentials = _runner_nats_credentials(task, settings) if settings else None
+    if credentials is not None:
+        data[NATS_CREDENTIALS_KEY] = credentials
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -125,10 +158,7 @@ def build_task_secret(task: Mapping[str, Any], signing_key: str) -> KubeObject:
             "labels": _labels(task),
             "ownerReferences": [_owner_reference(task)],
         },
-        "stringData": {
-            SPEC_KEY: json.dumps(task["spec"], separators=(",", ":"), ensure_ascii=False),
-            SIGNING_KEY_KEY: signing_key,
-        },
+        "stringData": data,
     }
 
 
@@ -153,6 +183,11 @@ def _environment(
         _literal_env("OPSPAWN_TASK_NAMESPACE", namespace),
         _literal_env("OPSPAWN_ATTEMPT", str(attempt)),
         _literal_env("OPSPAWN_NATS_URL", settings.nats_url),
+        *(
+            [_secret_env("OPSPAWN_NATS_CREDENTIALS", secret, NATS_CREDENTIALS_KEY)]
+            if settings.nats_issuer is not None
+            else []
+        ),
         {"name": "OPSPAWN_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     reference = spec.model.api_key_secret_ref
@@ -168,7 +203,12 @@ def _environment(
 
 
 def _memory_environment(spec: AgentTaskSpec, settings: RunnerSettings) -> list[KubeObject]:
-    """Where long-term memory is, for a task that enables it (nothing otherwise)."""
+    """Where long-term memory is and the namespace's key there, for a task that enables it
+    (nothing otherwise).
+
+    The key comes from the namespace's Secret, which the operator provisions before launching
+    (`memory_access`). The reference is optional: when provisioning failed and the Secret does
+    not exist, the Pod still starts and the runner reports memory as unavailable."""
     if not spec.memory.long_term.enabled:
         return []
     values = {
@@ -176,7 +216,12 @@ def _memory_environment(spec: AgentTaskSpec, settings: RunnerSettings) -> list[K
         "OPSPAWN_WEAVIATE_GRPC_ADDRESS": settings.weaviate_grpc_address,
         "OPSPAWN_EMBEDDING_MODEL": settings.embedding_models.get(spec.model.provider.value),
     }
-    return [_literal_env(name, value) for name, value in values.items() if value]
+    environment = [_literal_env(name, value) for name, value in values.items() if value]
+    if settings.weaviate_url:
+        key = _secret_env("OPSPAWN_WEAVIATE_API_KEY", MEMORY_SECRET, MEMORY_API_KEY_KEY)
+        key["valueFrom"]["secretKeyRef"]["optional"] = True
+        environment.append(key)
+    return environment
 
 
 def _restricted_container_security() -> KubeObject:

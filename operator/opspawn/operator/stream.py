@@ -16,6 +16,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from opspawn.api.events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, stream_subjects
+from opspawn.operator.nats_auth import connect_options
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,16 @@ def stream_config(settings: StreamSettings) -> StreamConfig:
     )
 
 
-async def ensure_stream(nats_url: str, settings: StreamSettings) -> None:
-    """Create the stream, or bring an existing one's configuration up to date."""
+async def ensure_stream(
+    nats_url: str, settings: StreamSettings, credentials: str | None = None
+) -> None:
+    """Create the stream, or bring an existing one's configuration up to date (`credentials`:
+    the operator's NATS user, `.creds` text)."""
     connection = await nats.connect(
-        nats_url.split(","), connect_timeout=5, max_reconnect_attempts=1
+        nats_url.split(","),
+        connect_timeout=5,
+        max_reconnect_attempts=1,
+        **connect_options(credentials),
     )
     try:
         jetstream = connection.jetstream()
@@ -62,12 +69,14 @@ async def ensure_stream(nats_url: str, settings: StreamSettings) -> None:
         await connection.close()
 
 
-async def keep_ensuring_stream(nats_url: str, settings: StreamSettings) -> None:
+async def keep_ensuring_stream(
+    nats_url: str, settings: StreamSettings, credentials: str | None = None
+) -> None:
     """`ensure_stream` until it succeeds, with backoff: NATS may start after the operator."""
     failures = 0
     while True:
         try:
-            await ensure_stream(nats_url, settings)
+            await ensure_stream(nats_url, settings, credentials)
             return
         except Exception as error:
             delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]

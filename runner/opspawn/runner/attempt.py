@@ -134,6 +134,11 @@ class Attempt:
                 identity.task,
                 identity.signing_key,
                 self._publisher_settings,
+                credentials=(
+                    identity.nats_credentials.get_secret_value()
+                    if identity.nats_credentials
+                    else None
+                ),
             )
         except Exception as error:  # whatever stops the connection, NATS is unavailable
             return self._outcome(

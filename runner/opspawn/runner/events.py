@@ -22,12 +22,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.client import RawCredentials
 from nats.js.client import JetStreamContext
 from tenacity import (
     AsyncRetrying,
@@ -45,6 +46,7 @@ from opspawn.api.events import (
     SigningKey,
     TaskRef,
     build_event,
+    runner_inbox,
     sign_event,
 )
 
@@ -123,10 +125,19 @@ class EventPublisher:
         task: TaskRef,
         key: SigningKey,
         settings: PublisherSettings | None = None,
+        *,
+        credentials: str | None = None,
     ) -> Self:
         """Connect to NATS (retrying until the deadline) and return a publisher owning that
-        connection, which reconnects for as long as the publisher is open."""
+        connection, which reconnects for as long as the publisher is open. `credentials` is
+        the text of a `.creds` file (the task's NATS user), None for a NATS without auth."""
         settings = settings or PublisherSettings()
+        auth: dict[str, Any] = {}
+        if credentials is not None:
+            auth = {
+                "user_credentials": RawCredentials(credentials),
+                "inbox_prefix": runner_inbox(task.task_uid).encode(),
+            }
         nc = NatsClient()
 
         async def error_cb(error: Exception) -> None:
@@ -157,6 +168,7 @@ class EventPublisher:
                     error_cb=error_cb,
                     disconnected_cb=disconnected_cb,
                     reconnected_cb=reconnected_cb,
+                    **auth,
                 )
         return cls(nc, task, key, settings, owns_connection=True)
 
@@ -269,7 +281,7 @@ class EventPublisher:
                     data,
                     timeout=self.settings.ack_timeout_seconds,
                     stream=STREAM_NAME,
-                    headers={MSG_ID_HEADER: event.id},
+                    headers={MSG_ID_HEADER: self._key.message_id(event.id)},
                 )
                 if ack.duplicate:
                     logger.debug("event %s was already in the stream", event.id)

@@ -64,17 +64,16 @@ class NatsServer:
             path.chmod(0o600)
         return path
 
-    def operator_args(self) -> list[str]:
-        """The `opspawn operator` options for this server (its URL, and the auth it needs)."""
-        args = ["--nats-url", self.url]
-        if self.trust is not None:
-            args += [
-                "--nats-account",
-                self.trust.account_public_key,
-                "--nats-signing-key-file",
-                str(self.signing_key_file),
-            ]
-        return args
+    def operator_auth_args(self) -> list[str]:
+        """The `opspawn operator` options that let it mint users here (none without auth)."""
+        if self.trust is None:
+            return []
+        return [
+            "--nats-account",
+            self.trust.account_public_key,
+            "--nats-signing-key-file",
+            str(self.signing_key_file),
+        ]
 
     def credentials(self, name: str, permissions: Permissions | None = None) -> Path:
         """A `.creds` file for a user `name` (default: allowed everything), for clients of
