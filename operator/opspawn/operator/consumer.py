@@ -15,6 +15,12 @@ A durable pull consumer reads the event stream in batches. Each message is sorte
 Nothing a sender or a Secret holds can stop the consumer: whatever cannot be classified (a
 bug's exception included) becomes a dead letter, and the loop goes on serving other tenants.
 
+The durable consumer is checked while fetching: when it is gone (deleted by anyone with rights
+on the stream) it is created again, resuming at the first stream sequence not yet acked, so
+ingest goes on and nothing acked is delivered twice. `healthy` says whether the pipeline works:
+the last fetch round trip is recent and the audit store is not refusing commits; the operator's
+readiness includes it.
+
 The batch is committed to the audit store in one transaction, retried until Postgres takes it
 (the messages are kept "in progress" meanwhile, so JetStream holds them rather than
 redelivering); only then are they acked. Inserts are idempotent by event id, so a redelivery
@@ -63,6 +69,11 @@ logger = logging.getLogger(__name__)
 EXCERPT_CHARS = 4096
 IN_PROGRESS_EVERY_SECONDS = 10.0
 COMMIT_RETRY_SECONDS = (0.5, 1, 2, 5)
+CONSUMER_CHECK_SECONDS = 5.0
+"""How often an idle consumer checks that its durable still exists."""
+UNHEALTHY_AFTER_SECONDS = 15.0
+"""The pipeline is unhealthy when no fetch round trip succeeded, or commits kept failing,
+for this long."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,23 @@ class EventConsumer:
         self._has_pending = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        self._last_fetch_ok: float | None = None
+        self._failing_commit_since: float | None = None
+        self._fetched_through = 0
+        """Highest stream sequence fetched so far."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether events flow: a fetch round trip succeeded lately and commits go through."""
+        now = time.monotonic()
+        fetching = (
+            self._last_fetch_ok is not None and now - self._last_fetch_ok < UNHEALTHY_AFTER_SECONDS
+        )
+        committing = (
+            self._failing_commit_since is None
+            or now - self._failing_commit_since < UNHEALTHY_AFTER_SECONDS
+        )
+        return fetching and committing
 
     async def run(self) -> None:
         """Fetch, verify and mirror continuously; commit and ack in a task of its own, so the
@@ -170,6 +198,7 @@ class EventConsumer:
         committer = asyncio.create_task(self._commit_loop(), name="audit-commit")
         try:
             subscription = await self._subscribe(connection)
+            last_check = time.monotonic()
             while True:
                 await self._room.wait()  # when the store is behind, JetStream holds the rest
                 try:
@@ -177,11 +206,21 @@ class EventConsumer:
                         self._settings.batch, timeout=self._settings.fetch_timeout_seconds
                     )
                 except TimeoutError:  # nats raises both its own and asyncio's
-                    continue
+                    messages = []
                 except (nats.errors.Error, OSError) as error:
-                    logger.warning("fetching events failed (%s); retrying", error)
-                    await asyncio.sleep(1)
+                    logger.warning("fetching events failed (%s); checking the consumer", error)
+                    subscription = await self._recover(connection, subscription)
+                    last_check = time.monotonic()
                     continue
+                if not messages and time.monotonic() - last_check > CONSUMER_CHECK_SECONDS:
+                    # A fetch from a deleted consumer may just time out: ask the server.
+                    subscription = await self._recover(connection, subscription)
+                    last_check = time.monotonic()
+                    continue
+                self._last_fetch_ok = time.monotonic()
+                if not messages:
+                    continue
+                self._fetched_through = max(self._fetched_through, *map(_stream_sequence, messages))
                 sorted_ = await self._sort(messages)
                 self._mirror.observe(self._of_current_attempts(e for _, e in sorted_.events))
                 self._pending.append(sorted_)
@@ -192,6 +231,40 @@ class EventConsumer:
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
             await connection.close()
+
+    async def _recover(
+        self,
+        connection: NatsClient,
+        subscription: nats.js.JetStreamContext.PullSubscription,
+    ) -> nats.js.JetStreamContext.PullSubscription:
+        """The subscription to fetch from next: the same one while its durable exists, a new
+        durable (resuming after what was acked) when it is gone."""
+        jetstream = connection.jetstream()
+        try:
+            await jetstream.consumer_info(STREAM_NAME, self._settings.durable)
+        except nats.js.errors.NotFoundError:
+            resume = self._resume_sequence()
+            logger.warning(
+                "the durable consumer %s is gone; creating it again from stream sequence %d",
+                self._settings.durable,
+                resume,
+            )
+            metrics.CONSUMER_RECREATED.inc()
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            return await self._subscribe(connection, start_sequence=resume)
+        except Exception as error:  # NATS away or refusing: try again on the next round
+            logger.warning("cannot check the durable consumer (%s)", type(error).__name__)
+            await asyncio.sleep(1)
+            return subscription
+        self._last_fetch_ok = time.monotonic()
+        return subscription
+
+    def _resume_sequence(self) -> int:
+        """Where a recreated consumer starts: after the last message fetched. Every fetched
+        message is committed by the commit loop (which retries until it is), so only its ack,
+        now addressed to the deleted consumer, is lost, and that is harmless."""
+        return self._fetched_through + 1
 
     def _pending_messages(self) -> int:
         return sum(len(s.events) + len(s.rejected) + len(s.poison) for s in self._pending)
@@ -218,25 +291,47 @@ class EventConsumer:
             **connect_options(self._credentials),
         )
 
-    async def _subscribe(self, connection: NatsClient) -> nats.js.JetStreamContext.PullSubscription:
+    async def _subscribe(
+        self, connection: NatsClient, start_sequence: int | None = None
+    ) -> nats.js.JetStreamContext.PullSubscription:
         """Bind to the durable consumer, creating it (or bringing it up to date) first; waits
-        for the stream, which the operator creates at start."""
+        for the stream, which the operator creates at start. A new durable starts at
+        `start_sequence` (None: the start of the stream); an existing one keeps its position."""
         jetstream = connection.jetstream()
-        config = ConsumerConfig(
-            durable_name=self._settings.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self._settings.ack_wait_seconds,
-            max_ack_pending=self._settings.max_ack_pending,
-            max_deliver=-1,
-            filter_subjects=consumer_subjects(self._namespaces),
-        )
         while True:
             try:
+                config = await self._consumer_config(jetstream, start_sequence)
                 await jetstream.add_consumer(STREAM_NAME, config)
                 return await jetstream.pull_subscribe_bind(self._settings.durable, STREAM_NAME)
             except nats.js.errors.NotFoundError:
                 await asyncio.sleep(0.5)
+
+    async def _consumer_config(
+        self, jetstream: nats.js.JetStreamContext, start_sequence: int | None
+    ) -> ConsumerConfig:
+        deliver: dict[str, object] = {"deliver_policy": DeliverPolicy.ALL}
+        if start_sequence is not None:
+            deliver = {
+                "deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
+                "opt_start_seq": start_sequence,
+            }
+        try:  # an existing durable's start cannot change: keep what it was created with
+            existing = await jetstream.consumer_info(STREAM_NAME, self._settings.durable)
+            deliver = {
+                "deliver_policy": existing.config.deliver_policy,
+                "opt_start_seq": existing.config.opt_start_seq,
+            }
+        except nats.js.errors.NotFoundError:
+            pass
+        return ConsumerConfig(
+            durable_name=self._settings.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self._settings.ack_wait_seconds,
+            max_ack_pending=self._settings.max_ack_pending,
+            max_deliver=-1,
+            filter_subjects=consumer_subjects(self._namespaces),
+            **deliver,  # type: ignore[arg-type]
+        )
 
     # ------------------------------------------------------------------ one batch
 
@@ -272,8 +367,11 @@ class EventConsumer:
         while True:
             try:
                 await asyncio.to_thread(self._audit.record_batch, events, rejected, poison)
+                self._failing_commit_since = None
                 return
             except Exception as error:
+                if self._failing_commit_since is None:
+                    self._failing_commit_since = time.monotonic()
                 delay = COMMIT_RETRY_SECONDS[min(failures, len(COMMIT_RETRY_SECONDS) - 1)]
                 if failures == 0:
                     logger.warning(

@@ -44,7 +44,7 @@ def _operator_nats_credentials(settings: OperatorSettings) -> str | None:
 
 def _event_pipeline(
     settings: OperatorSettings, kube: KubeClient, reconciler: Reconciler, audit: AuditStore
-) -> list[asyncio.Task[None]]:
+) -> tuple[EventConsumer, StatusMirror]:
     """The consumer and the status mirror."""
     mirror = StatusMirror(
         kube,
@@ -63,10 +63,7 @@ def _event_pipeline(
         settings=ConsumerSettings(durable=durable_name(settings.namespaces)),
         credentials=_operator_nats_credentials(settings),
     )
-    return [
-        asyncio.create_task(consumer.run(), name="consumer"),
-        asyncio.create_task(mirror.run(), name="mirror"),
-    ]
+    return consumer, mirror
 
 
 async def _open_audit_store(settings: OperatorSettings) -> AuditStore | None:
@@ -97,9 +94,13 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
     kube = KubeClient(api)
     audit = await _open_audit_store(settings)
     reconciler = Reconciler(settings, kube, audit=audit)
-    health = HealthServer(
-        settings.health_address, settings.health_port, ready=lambda: reconciler.ready
-    )
+    pipeline = None if audit is None else _event_pipeline(settings, kube, reconciler, audit)
+
+    def ready() -> bool:
+        """Ready once the caches are filled and, with an audit store, while events flow."""
+        return reconciler.ready and (pipeline is None or pipeline[0].healthy)
+
+    health = HealthServer(settings.health_address, settings.health_port, ready=ready)
     if settings.health_port:
         await health.start()
     operator = asyncio.create_task(
@@ -114,8 +115,12 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
         name="stream",
     )
     background = [workers, stream]
-    if audit is not None:
-        background += _event_pipeline(settings, kube, reconciler, audit)
+    if pipeline is not None:
+        consumer, mirror = pipeline
+        background += [
+            asyncio.create_task(consumer.run(), name="consumer"),
+            asyncio.create_task(mirror.run(), name="mirror"),
+        ]
     try:
         await _initial_sync(kube, settings, reconciler)
         watched = {operator, *background} - {stream}

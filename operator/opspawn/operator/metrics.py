@@ -44,6 +44,10 @@ EVENTS_REJECTED = Counter(
 EVENTS_DEAD_LETTERED = Counter(
     "opspawn_events_dead_lettered_total", "Poison messages (oversized, not JSON) terminated"
 )
+CONSUMER_RECREATED = Counter(
+    "opspawn_event_consumer_recreated_total",
+    "Times the durable event consumer was found missing and created again",
+)
 AUDIT_COMMIT_FAILURES = Counter(
     "opspawn_audit_commit_failures_total", "Batch commits the audit store refused (retried)"
 )
