@@ -10,6 +10,13 @@
 - `kind`: a kind cluster (pytest-kind) with the image built from the Dockerfile; the operator is
   the chart's Deployment and runner Jobs use the same image (`kind.py`). Skipped, with the reason,
   where `docker info` fails or pytest-kind or the kind binary is missing.
+- `real`: the local control plane with a real node (`opspawn.dev.realnode`: containerd, kubelet,
+  kube-proxy, kube-router) and the image the project builds (`opspawn.dev.image`): the operator is
+  the chart's Deployment, probes, securityContext, memory limits and NetworkPolicies are enforced.
+  NATS, Postgres and the mock model are the dev stack's, reached by Pods at the node's bridge
+  address. One node per machine: its tests form one xdist group (one worker), and the node's
+  lock makes other processes wait. Skipped, with the reason, where the machine cannot run it
+  (not root, no containerd …); `.ci/run` installs what it needs.
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ from kubernetes import client, config
 
 from opspawn.dev.binaries import control_plane_binaries
 from opspawn.dev.helm import CHART, helm
+from opspawn.dev.image import build_project_image
 from opspawn.dev.nats import NatsServer
 from opspawn.dev.operator_process import RUNNER_COMMAND
 from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import DATABASE, USER, Postgres
 from opspawn.dev.processes import ManagedProcess
+from opspawn.dev.realnode import prerequisites as realnode_prerequisites
 from opspawn.dev.stack import DevStack
 from tests.conftest import Kubectl, kubectl_runner
 from tests.e2e import kind
@@ -46,6 +55,11 @@ RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 AUDIT_SECRET = "opspawn-audit"
 KIND_TIMEOUT = 1200
 """Seconds per test on kind: the first one builds the image and creates the cluster."""
+REAL_TIMEOUT = 1500
+"""Seconds per test on the real node: the first one may build the node's binaries (cold: about
+260 s for the kubelet, 190 s for kube-router), the image and import it."""
+REAL_GROUP = "real-node"
+REAL_FIXTURES = {"real_target", "real_stack"}
 
 
 @dataclass(frozen=True)
@@ -71,12 +85,25 @@ class Cluster:
     """Top-level values of this target that the scenarios do not set."""
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_node_last: stops the session's real node, so it runs after the others"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The local variants need the local stack: mark them as the stack's own tests are."""
+    """The local variants need the local stack: mark them as the stack's own tests are. The real
+    node's tests all go to one xdist worker (one node per machine), the one that stops it last."""
+    last = [item for item in items if item.get_closest_marker("real_node_last")]
+    items[:] = [item for item in items if item not in last] + last
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("cluster") == "local":
+        target = callspec.params.get("cluster") if callspec is not None else None
+        if target == "local":
             item.add_marker(pytest.mark.stack)
+        if target == "real" or REAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(REAL_GROUP))
+            item.add_marker(pytest.mark.timeout(REAL_TIMEOUT))
 
 
 def _kubectl(kubeconfig: Path) -> Kubectl:
@@ -186,15 +213,72 @@ def kind_target(
         nats.stop()
 
 
+@pytest.fixture(scope="session")
+def real_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevStack]:
+    """The dev stack with a real node instead of the process kubelet, the project's image
+    imported into its containerd. Skipped, before anything starts, where the machine cannot run
+    a real node."""
+    reason = realnode_prerequisites.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    mock_model_port: int = request.getfixturevalue("mock_model_port")
+    image = build_project_image()
+    stack = DevStack(tmp_path_factory.mktemp("real"), node="real")
+    stack.start()
+    try:
+        assert stack.real_node is not None
+        stack.real_node.expose("mock-model", [mock_model_port])
+        stack.real_node.import_image(image.archive)
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def real_target(real_stack: DevStack, mock_model_port: int) -> Cluster:
+    assert real_stack.nats is not None and real_stack.postgres is not None
+    assert real_stack.real_node is not None
+    address = real_stack.real_node.address
+    repository, tag = build_project_image().reference.rsplit(":", 1)
+    return Cluster(
+        name="real",
+        kubeconfig=real_stack.kubeconfig,
+        kubectl=_kubectl(real_stack.kubeconfig),
+        nats_url=f"nats://{address}:{real_stack.nats.port}",
+        database_url=f"postgresql+psycopg://{USER}@{address}:{real_stack.postgres.port}/{DATABASE}",
+        host_database_url=real_stack.postgres.url,
+        mock_model_url=f"http://{address}:{mock_model_port}",
+        operator_in_cluster=True,
+        chart_values={
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            # The chart's runner policy, with NATS and the model endpoint where they are here:
+            # on the host, at the node's bridge address.
+            "networkPolicy": {
+                "nats": {
+                    "to": [{"ipBlock": {"cidr": f"{address}/32"}}],
+                    "port": real_stack.nats.port,
+                },
+                "modelEndpoints": {
+                    "to": [{"ipBlock": {"cidr": f"{address}/32"}}],
+                    "ports": [mock_model_port],
+                },
+            },
+        },
+    )
+
+
 @pytest.fixture(
     scope="session",
     params=[
         pytest.param("local"),
         pytest.param("kind", marks=pytest.mark.timeout(KIND_TIMEOUT)),
+        pytest.param("real"),
     ],
 )
 def cluster(request: pytest.FixtureRequest) -> Cluster:
-    """The target of the scenarios: `local` or `kind`."""
+    """The target of the scenarios: `local`, `kind` or `real`."""
     target: Cluster = request.getfixturevalue(f"{request.param}_target")
     return target
 
