@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Each pytest worker starts a stack of its own (control plane, kubelet, NATS, Postgres).
 TEST_WORKERS ?= 2
 
-.PHONY: install lint test manifests demo dev-up dev-down binaries bench clean
+.PHONY: install lint test manifests demo dev-up dev-down binaries image bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP) ## Create .venv and install opspawn with its test extras
 binaries: $(STAMP) ## Find, download or build the control-plane binaries, helm, kubeconform, weaviate-server (cached)
 	$(BIN)/python -c "from opspawn.dev.binaries import control_plane_binaries as c; [print(p) for p in c().values()]"
 	$(BIN)/python -m opspawn.dev.tools
+
+image: $(STAMP) ## Build the image with buildah on a Debian base made with mmdebstrap; docker-archive in ~/.cache/opspawn/images (cached by source hash)
+	$(BIN)/python -m opspawn.dev.image
 
 lint: $(STAMP) ## ruff, mypy --strict, import contracts
 	$(BIN)/ruff check .
