@@ -1,0 +1,182 @@
+"""Attacks on the NATS bus by a runner (tenant code) holding its task's credentials, as the
+operator mints them into the per-task Secret, on a real nats-server with auth and JetStream.
+
+Each test is the attack: the attacker connects with task A's credentials and tries to read,
+forge, or take over; the server refuses, and the victim (task B, the operator's consumer) is
+still served."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.client import RawCredentials
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from opspawn.api.events import STREAM_NAME, event_subject, runner_inbox
+from opspawn.dev.nats import NatsServer
+from opspawn.operator.nats_auth import jwt_claims
+from opspawn.operator.runner_job import NATS_CREDENTIALS_KEY, RunnerSettings, build_task_secret
+from opspawn.operator.stream import StreamSettings, stream_config
+
+pytestmark = pytest.mark.anyio
+DURABLE = "opspawn-operator"
+TIMEOUT_SECONDS = 300
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def nats_with_auth(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats", auth=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def task(namespace: str, uid: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "t", "namespace": namespace, "uid": uid},
+        "spec": {
+            "goal": "g",
+            "model": {"provider": "openai-compatible", "name": "m", "baseURL": "http://m/v1"},
+            "limits": {"timeoutSeconds": TIMEOUT_SECONDS},
+        },
+    }
+
+
+def minted(server: NatsServer, namespace: str, uid: str) -> str:
+    """The credentials the operator puts into the task's Secret."""
+    settings = RunnerSettings(image="i", nats_url=server.url, nats_issuer=server.issuer)
+    secret = build_task_secret(task(namespace, uid), "k" * 32, settings)
+    return str(secret["stringData"][NATS_CREDENTIALS_KEY])
+
+
+async def runner(server: NatsServer, namespace: str, uid: str) -> NatsClient:
+    errors: list[Exception] = []
+
+    async def error_cb(error: Exception) -> None:
+        errors.append(error)
+
+    connection = await nats.connect(
+        server.url,
+        user_credentials=RawCredentials(minted(server, namespace, uid)),
+        inbox_prefix=runner_inbox(uid).encode(),
+        error_cb=error_cb,
+        max_reconnect_attempts=0,
+    )
+    connection.violations = errors  # type: ignore[attr-defined]
+    return connection
+
+
+@pytest.fixture
+async def admin(nats_with_auth: NatsServer) -> AsyncIterator[NatsClient]:
+    """The stream and the operator's durable consumer, as the operator sets them up."""
+    connection = await nats.connect(**nats_with_auth.connect_options())  # type: ignore[arg-type]
+    jetstream = connection.jetstream()
+    await jetstream.add_stream(stream_config(StreamSettings()))
+    await jetstream.add_consumer(
+        STREAM_NAME, ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT)
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def test_a_runner_cannot_read_other_tenants_events(
+    nats_with_auth: NatsServer, admin: NatsClient
+) -> None:
+    attacker = await runner(nats_with_auth, "team-a", "uid-a")
+    victim = await runner(nats_with_auth, "team-b", "uid-b")
+    try:
+        heard: list[bytes] = []
+
+        async def listen(message: Any) -> None:
+            heard.append(message.data)
+
+        for subject in ("opspawn.events.>", ">", event_subject("team-b", "uid-b"), "_INBOX.>"):
+            await attacker.subscribe(subject, cb=listen)
+        await attacker.flush()
+        # A pull consumer of its own, or a peek at the operator's: both need $JS.API.
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+            await attacker.jetstream().pull_subscribe(
+                "opspawn.events.>", stream=STREAM_NAME, durable="thief"
+            )
+        await victim.jetstream().publish(
+            event_subject("team-b", "uid-b"), b"secret of b", stream=STREAM_NAME
+        )
+        await asyncio.sleep(0)  # nothing may arrive; the checks below are on the server
+        await attacker.flush()
+        assert heard == []
+        refused = " ".join(str(e) for e in attacker.violations)  # type: ignore[attr-defined]
+        for subject in ("opspawn.events.>", ">", "opspawn.events.team-b.uid-b", "_inbox.>"):
+            assert f'violation for subscription to "{subject}"' in refused
+        info = await admin.jetstream().stream_info(STREAM_NAME)
+        assert info.state.messages == 1
+        consumers = {c.name for c in await admin.jetstream().consumers_info(STREAM_NAME)}
+        assert consumers == {DURABLE}
+    finally:
+        await attacker.close()
+        await victim.close()
+
+
+async def test_a_runner_cannot_publish_as_another_task_or_delete_the_operators_consumer(
+    nats_with_auth: NatsServer, admin: NatsClient
+) -> None:
+    attacker = await runner(nats_with_auth, "team-a", "uid-a")
+    try:
+        js = attacker.jetstream(timeout=1)
+        for subject in (event_subject("team-b", "uid-b"), "opspawn.events.team-a.uid-other"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.publish(subject, b"forged", stream=STREAM_NAME)
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.delete_consumer(STREAM_NAME, DURABLE)
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.delete_stream(STREAM_NAME)
+        # Its own subject works: that is all it may do.
+        ack = await js.publish(event_subject("team-a", "uid-a"), b"mine", stream=STREAM_NAME)
+        assert ack.seq == 1
+
+        info = await admin.jetstream().consumer_info(STREAM_NAME, DURABLE)
+        assert info.name == DURABLE and info.num_pending == 1
+    finally:
+        await attacker.close()
+
+
+async def test_a_runner_credential_expires_after_the_tasks_last_deadline(
+    nats_with_auth: NatsServer, admin: NatsClient
+) -> None:
+    credentials = minted(nats_with_auth, "team-a", "uid-a")
+    token = credentials.split("-----BEGIN NATS USER JWT-----\n")[1].split("\n")[0]
+    claims = jwt_claims(token)
+    # One attempt plus two retries (the default), each timeout + 30 s grace, and backoffs.
+    assert claims["exp"] >= time.time() + 3 * (TIMEOUT_SECONDS + 30)
+    assert claims["exp"] <= time.time() + 2 * 86_400
+    assert claims["nats"]["pub"] == {"allow": [event_subject("team-a", "uid-a")]}
+
+    expired = nats_with_auth.issuer.runner_credentials("team-a", "uid-a", time.time() - 1)
+    with pytest.raises(Exception, match=r"(?i)authorization|expired"):
+        await nats.connect(
+            nats_with_auth.url,
+            user_credentials=RawCredentials(expired),
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+        )
+
+
+async def test_connecting_without_credentials_is_refused(nats_with_auth: NatsServer) -> None:
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        await nats.connect(nats_with_auth.url, max_reconnect_attempts=0, allow_reconnect=False)
