@@ -2,13 +2,15 @@
 
 Watches belong to kopf; everything else the reconcile does goes through `KubeClient`, which
 makes each call idempotent the way the lifecycle needs it: a create that meets an existing
-object (409) adopts it when it belongs to the same task, a delete of a missing object (404) is
-done. Every call is counted in the `opspawn_api_requests_total` metric.
+object (409) adopts it only when the task controls it (see `ownership`), a delete of a missing
+object (404) is done, and a delete names the uid it means, so it can never remove another
+object that took the name. Every call is counted in the `opspawn_api_requests_total` metric.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,18 +22,48 @@ import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from opspawn.api.agenttask import GROUP, KIND, PLURAL, VERSION
+from opspawn.api.agenttask import GROUP, KIND, MUTABLE_SPEC_FIELDS, PLURAL, VERSION
 from opspawn.operator import metrics
-from opspawn.operator.runner_job import MANAGED_BY, SIGNING_KEY_KEY, TASK_UID_LABEL, KubeObject
+from opspawn.operator.ownership import controlled_by_job, controlled_by_task, task_controller_uid
+from opspawn.operator.runner_job import MANAGED_BY, SIGNING_KEY_KEY, SPEC_KEY, KubeObject
 
 COMPONENT = "opspawn-operator"
+FAILED_CREATE = "FailedCreate"
+"""The reason of the Event the Job controller posts when it cannot create the Job's Pod."""
 
 Item = TypeVar("Item")
 """What a LIST's bodies are converted to (the store's views)."""
 
 
-class OwnershipConflictError(RuntimeError):
-    """An object with the name the operator wants exists and belongs to something else."""
+class LaunchRefusedError(RuntimeError):
+    """Creating a runner object cannot succeed by retrying: the task must say why."""
+
+    reason = "LaunchRefused"
+
+    def __init__(self, message: str, existing: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.existing_metadata: Mapping[str, Any] = (existing or {}).get("metadata") or {}
+        """The metadata of the object in the way, when there is one (for the security event)."""
+
+
+class OwnershipConflictError(LaunchRefusedError):
+    """An object with the name the operator wants exists and is not controlled by the task."""
+
+    reason = "NameConflict"
+
+
+class RunnerSecretModifiedError(LaunchRefusedError):
+    """The task's own per-task Secret no longer holds the spec the apiserver admitted."""
+
+    reason = "RunnerSecretModified"
+
+
+class ObjectRefusedError(LaunchRefusedError):
+    """The apiserver refused the object as invalid (400/422): the same spec fails again."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = f"{kind}Refused"
 
 
 READ_BUFFER_BYTES = 2**21
@@ -100,7 +132,8 @@ class KubeClient:
     # ------------------------------------------------------------------ runner objects
 
     async def ensure_secret(self, secret: KubeObject) -> None:
-        """Create the per-task Secret; an existing one of the same task is kept as it is."""
+        """Create the per-task Secret; an existing one is kept only when the task controls
+        it and it still holds the admitted spec (else `LaunchRefusedError`)."""
         namespace = secret["metadata"]["namespace"]
         with metrics.api_call("create", "secrets"):
             try:
@@ -110,15 +143,25 @@ class KubeClient:
                 return
             except ApiException as error:
                 if error.status != 409:
-                    raise
+                    raise _refused("Secret", error) from None
         with metrics.api_call("get", "secrets"):
-            existing = await self._core.read_namespaced_secret(
-                secret["metadata"]["name"], namespace
+            existing = await _read_json(
+                self._core.read_namespaced_secret(
+                    secret["metadata"]["name"], namespace, _preload_content=False
+                )
             )
-        _check_owner(self._plain(existing), secret)
+        _check_owner(existing, secret)
+        if not _same_spec(existing, secret):
+            meta = secret["metadata"]
+            raise RunnerSecretModifiedError(
+                f"the per-task Secret {namespace}/{meta['name']} no longer holds the spec this"
+                " task was admitted with (it was edited); no runner was started with it",
+                existing,
+            )
 
     async def ensure_job(self, job: KubeObject) -> None:
-        """Create the Job; an existing Job of the same task (same attempt name) is adopted."""
+        """Create the Job; an existing Job of that name is adopted only when the task controls
+        it (else `OwnershipConflictError`)."""
         namespace = job["metadata"]["namespace"]
         with metrics.api_call("create", "jobs"):
             try:
@@ -128,7 +171,7 @@ class KubeClient:
                 return
             except ApiException as error:
                 if error.status != 409:
-                    raise
+                    raise _refused("Job", error) from None
         existing = await self.read_job(namespace, job["metadata"]["name"])
         if existing is not None:
             _check_owner(existing, job)
@@ -145,32 +188,55 @@ class KubeClient:
                 raise
         return job
 
-    async def delete_job(self, namespace: str, name: str) -> None:
-        """Delete the Job and, through the garbage collector, its Pods (which get SIGTERM)."""
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the Job of `uid` and, through the garbage collector, its Pods (which get
+        SIGTERM). The uid is a precondition: another Job that took the name is never hit."""
         with metrics.api_call("delete", "jobs"):
             try:
                 await self._batch.delete_namespaced_job(
-                    name, namespace, propagation_policy="Background"
+                    name,
+                    namespace,
+                    body=client.V1DeleteOptions(
+                        propagation_policy="Background",
+                        preconditions=client.V1Preconditions(uid=uid),
+                    ),
                 )
             except ApiException as error:
-                if error.status != 404:
+                if error.status not in (404, 409):  # gone, or another Job has the name now
                     raise
 
-    async def job_pods(self, namespace: str, job_name: str) -> list[KubeObject]:
+    async def job_pods(self, namespace: str, job_uid: str) -> list[KubeObject]:
+        """The Pods the Job of `job_uid` created (Pods only labelled to look so are left out)."""
         with metrics.api_call("list", "pods"):
             pods = await _read_json(
                 self._core.list_namespaced_pod(
                     namespace,
-                    label_selector=f"batch.kubernetes.io/job-name={job_name}",
+                    label_selector=f"batch.kubernetes.io/controller-uid={job_uid}",
                     _preload_content=False,
                 )
             )
         items: list[KubeObject] = pods.get("items") or []
-        return items
+        return [pod for pod in items if controlled_by_job(pod.get("metadata") or {}, job_uid)]
+
+    async def pod_creation_failure(self, namespace: str, job_uid: str) -> str | None:
+        """The message of the newest FailedCreate Event of the Job of `job_uid` (None without
+        one): why the Job controller cannot create the runner Pod."""
+        selector = f"involvedObject.uid={job_uid},reason={FAILED_CREATE}"
+        with metrics.api_call("list", "events"):
+            found = await _read_json(
+                self._core.list_namespaced_event(
+                    namespace, field_selector=selector, _preload_content=False
+                )
+            )
+        events: list[KubeObject] = found.get("items") or []
+        if not events:
+            return None
+        newest = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return str(newest.get("message") or FAILED_CREATE)
 
     async def task_signing_key(self, namespace: str, secret_name: str, uid: str) -> bytes | None:
         """The event-signing key in the per-task Secret of task `uid` (None when there is no
-        such Secret, or it belongs to another task)."""
+        such Secret, or the task does not control it)."""
         with metrics.api_call("get", "secrets"):
             try:
                 secret = await self._core.read_namespaced_secret(secret_name, namespace)
@@ -178,7 +244,7 @@ class KubeClient:
                 if error.status == 404:
                     return None
                 raise
-        if (secret.metadata.labels or {}).get(TASK_UID_LABEL) != uid:
+        if task_controller_uid(self._plain(secret.metadata)) != uid:
             return None
         encoded = (secret.data or {}).get(SIGNING_KEY_KEY)
         return base64.b64decode(encoded).strip() if encoded else None
@@ -375,11 +441,55 @@ async def _read_json(call: Awaitable[Any]) -> Any:
 
 
 def _check_owner(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    have = (existing.get("metadata") or {}).get("labels") or {}
-    want = wanted["metadata"]["labels"]
-    if have.get(TASK_UID_LABEL) != want[TASK_UID_LABEL]:
-        meta = wanted["metadata"]
+    meta = wanted["metadata"]
+    have = existing.get("metadata") or {}
+    if not controlled_by_task(have, meta["namespace"], task_controller_uid(meta)):
         raise OwnershipConflictError(
-            f"{wanted.get('kind', 'object')} {meta['namespace']}/{meta['name']} exists"
-            " and belongs to another task"
+            f"{wanted.get('kind', 'object')} {meta['namespace']}/{meta['name']} exists and is not"
+            " controlled by this task; delete it, or recreate the task under another name",
+            existing,
         )
+
+
+def _same_spec(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether the Secret `existing` holds the spec `wanted` carries, up to the fields that
+    may change after creation (suspend, cancel …): what a runner would read is what was
+    admitted."""
+    try:
+        stored = json.loads(base64.b64decode((existing.get("data") or {})[SPEC_KEY]))
+    except (KeyError, TypeError, ValueError, binascii.Error, RecursionError):
+        return False
+    admitted = json.loads(wanted["stringData"][SPEC_KEY])
+    if not isinstance(stored, dict):
+        return False
+    for name in MUTABLE_SPEC_FIELDS:
+        stored.pop(name, None)
+        admitted.pop(name, None)
+    return bool(stored == admitted)
+
+
+def _refused(kind: str, error: ApiException) -> Exception:
+    """`ObjectRefusedError` for an invalid object (400, 422), else the error itself (retried).
+
+    The apiserver's message names the field; for the Secret, which carries the spec and the
+    signing key, only its field paths are kept, never a quoted value."""
+    if error.status not in (400, 422):
+        return error
+    try:
+        status = json.loads(error.body or b"{}")
+    except (TypeError, ValueError):
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    if kind == "Secret":
+        causes = (status.get("details") or {}).get("causes") or []
+        fields = sorted({str(c.get("field")) for c in causes if c.get("field")})
+        detail = f" ({', '.join(fields)})" if fields else ""
+        why = status.get("reason") or "Invalid"
+        return ObjectRefusedError(
+            kind,
+            f"the apiserver refused the per-task Secret{detail}: {why}"
+            " (the spec is probably too large for a Secret)",
+        )
+    message = str(status.get("message") or error.reason or "invalid")
+    return ObjectRefusedError(kind, f"the apiserver refused the runner Job: {message[:900]}")

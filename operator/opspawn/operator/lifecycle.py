@@ -8,8 +8,12 @@ adopts, 404 on delete is done), so a restarted operator simply decides again.
 
 Conditions (Kubernetes API conventions; `Succeeded` is monotonic once True or False):
 
-- `Accepted`  True once the spec is valid and its Secrets exist; False with InvalidSpec or
-  SecretNotFound.
+- `Accepted`  True once the spec is valid and its Secrets exist; False with InvalidSpec,
+  SecretNotFound, or why the runner could not be started as the spec says: the apiserver
+  refused its Job or Secret (JobRefused, SecretRefused), an object not the task's holds a
+  per-task name (NameConflict), the per-task Secret was edited (RunnerSecretModified), the Job
+  controller cannot create the Pod (FailedCreate) or its image cannot be pulled
+  (ImagePullBackOff, InvalidImageName …).
 - `Queued`    True while waiting for a concurrency slot (WaitingForCapacity) or for an external
   queue such as Kueue (JobSuspended); False once admitted, while suspended or backing off.
 - `Running`   True while the runner Pod runs; False otherwise (JobCreated, Suspended, Finished …).
@@ -61,7 +65,10 @@ class Launch:
 
 @dataclass(frozen=True)
 class DeleteJob:
+    """Delete the task's Job `name`, only if it is still the one of `uid`."""
+
     name: str
+    uid: str
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,7 @@ def decide(observed: Observed) -> Decision:
 
     if task.cancelled:
         if job is not None and not job.finished and not job.deleting:
-            draft.actions.append(DeleteJob(job.name))
+            draft.actions.append(DeleteJob(job.name, job.uid))
         draft.close_attempt(CANCELLED)
         draft.finish(Phase.CANCELLED, CANCELLED, "cancelled by spec.cancel")
         return _done(draft, observed)
@@ -235,6 +242,13 @@ def decide(observed: Observed) -> Decision:
     if attempt_open and observed.outcome is None:
         return _in_flight(observed, draft, job)
     if attempt_open and observed.outcome is not None:
+        if job is not None and not job.finished and not job.deleting:
+            # Ended before its Job did (its Pod cannot start): nothing may run on later.
+            draft.actions.append(DeleteJob(job.name, job.uid))
+        if observed.outcome.spec_problem:
+            draft.condition(
+                conditions.ACCEPTED, FALSE, observed.outcome.reason, observed.outcome.message
+            )
         retry = _attempt_ended(draft, spec, observed.outcome)
         if not retry:
             return _done(draft, observed)
@@ -245,7 +259,7 @@ def _in_flight(observed: Observed, draft: _Draft, job: JobView | None) -> Decisi
     """The current attempt's Job exists and has not finished."""
     if observed.task.suspended:
         if job is not None and not job.deleting:
-            draft.actions.append(DeleteJob(job.name))
+            draft.actions.append(DeleteJob(job.name, job.uid))
         draft.close_attempt(SUSPENDED)
         draft.waiting(Phase.PENDING, FALSE, SUSPENDED, SUSPEND_MESSAGE)
         draft.actions.append(
@@ -367,6 +381,22 @@ def _waiting(observed: Observed, draft: _Draft, spec: AgentTaskSpec) -> Decision
     where = "" if position is None else f" (position {position})"
     draft.waiting(Phase.QUEUED, TRUE, "WaitingForCapacity", f"waiting for a free slot{where}")
     return Decision(draft.status, tuple(draft.actions), wants_slot=True)
+
+
+def launch_refused(
+    observed: Observed, status: AgentTaskStatus, reason: str, message: str
+) -> Decision:
+    """The task after the runner objects of the attempt `status` opens could not be created
+    for a reason retrying cannot change: not accepted, failed, the attempt closed."""
+    draft = _Draft(
+        status=status.model_copy(deep=True),
+        now=rfc3339(observed.now),
+        generation=observed.task.generation,
+    )
+    draft.condition(conditions.ACCEPTED, FALSE, reason, message)
+    draft.close_attempt(reason)
+    draft.finish(Phase.FAILED, reason, message)
+    return _done(draft, observed)
 
 
 def _retry_at(status: AgentTaskStatus, spec: AgentTaskSpec) -> datetime | None:

@@ -35,6 +35,9 @@ class AttemptOutcome:
     exit_code: int | None = None
     retryable: bool = False
     result: ResultSummary | None = None
+    spec_problem: bool = False
+    """The runner could not start as the spec says (its Pod cannot be made, its image not
+    pulled): the task is not accepted, and another attempt would fail the same way."""
 
     @property
     def succeeded(self) -> bool:
@@ -47,6 +50,49 @@ class AttemptOutcome:
 
 def runner_lost(message: str) -> AttemptOutcome:
     return AttemptOutcome(reason=RUNNER_LOST, message=message, retryable=True)
+
+
+FAILED_CREATE = "FailedCreate"
+
+IMAGE_PULL_FAILURES = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+"""Waiting reasons of a container whose image will not come: the kubelet has failed to pull
+it at least once and backs off (ImagePullBackOff; the first failure, ErrImagePull, still gets
+its retry), or it cannot even try (an invalid name, a pull policy of Never)."""
+
+CONFIG_FAILURES = frozenset({"CreateContainerConfigError"})
+"""The container cannot be configured as specified (a Secret or key it references is gone)."""
+
+
+def pod_creation_failed(message: str) -> AttemptOutcome:
+    """The Job controller cannot create the runner Pod (its FailedCreate Event says why:
+    a ServiceAccount that does not exist, a quota, a policy)."""
+    return AttemptOutcome(
+        reason=FAILED_CREATE,
+        message=f"the runner Pod cannot be created: {message}"[:1024],
+        spec_problem=True,
+    )
+
+
+def start_failure(pods: Iterable[Mapping[str, Any]]) -> AttemptOutcome | None:
+    """Why the runner container cannot start, from its Pod's status (None while it may).
+
+    Read only from Pod status fields (containerStatuses[].state.waiting), so it is the same on
+    any kubelet that reports them."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for container in (
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = str(waiting.get("reason") or "")
+            if reason in IMAGE_PULL_FAILURES or reason in CONFIG_FAILURES:
+                image = container.get("image") or "the image"
+                detail = str(waiting.get("message") or "")
+                what = f"cannot pull {image}" if reason in IMAGE_PULL_FAILURES else "cannot start"
+                message = f"the runner container {what}: {detail}".rstrip(": ")
+                return AttemptOutcome(reason=reason, message=message[:1024], spec_problem=True)
+    return None
 
 
 def attempt_outcome(job: JobView, pods: Iterable[Mapping[str, Any]]) -> AttemptOutcome:

@@ -4,8 +4,13 @@ One reconcile of one task reads the store (no API call in the common case), asks
 `lifecycle.decide` what the task's status and children should be, asks the admission queue
 for a slot when the task wants one, carries out the actions and writes the status only where
 it differs. Point reads happen only where the watch cannot answer: the Pods of a finished Job
-(for the runner's exit code and termination message), a Job the watch has not shown yet, and
-the API-key Secret when a task is admitted.
+(for the runner's exit code and termination message), a Job the watch has not shown yet, the
+API-key Secret when a task is admitted, and, while a runner Pod has not started, its Pod status
+and the Job's FailedCreate Events (why it cannot start: a missing ServiceAccount, an image that
+cannot be pulled), looked at again every few seconds.
+
+Only objects the task controls count (see `ownership`); a Job elsewhere that claims to be the
+task's is reported as a security event and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opspawn.api.agenttask import TERMINAL_PHASES, AgentTaskSpec, AgentTaskStatus
+from opspawn.api.agenttask import TERMINAL_PHASES, AgentTaskSpec, AgentTaskStatus, Phase
 from opspawn.operator import metrics
 from opspawn.operator.admission import AdmissionQueue, Candidate, Slot
 from opspawn.operator.audit import AuditStore, TaskSnapshot
-from opspawn.operator.kube import KubeClient
+from opspawn.operator.audit_writer import AuditWriter, object_security_event
+from opspawn.operator.kube import KubeClient, LaunchRefusedError
 from opspawn.operator.lifecycle import (
     DeleteJob,
     DeleteTask,
@@ -30,10 +36,17 @@ from opspawn.operator.lifecycle import (
     Notify,
     Observed,
     decide,
+    launch_refused,
     parse_time,
     rfc3339,
 )
-from opspawn.operator.outcome import AttemptOutcome, attempt_outcome, runner_lost
+from opspawn.operator.outcome import (
+    AttemptOutcome,
+    attempt_outcome,
+    pod_creation_failed,
+    runner_lost,
+    start_failure,
+)
 from opspawn.operator.recorder import EventRecorder
 from opspawn.operator.runner_job import build_runner_job, build_task_secret, job_name
 from opspawn.operator.settings import OperatorSettings
@@ -41,7 +54,16 @@ from opspawn.operator.store import Store
 from opspawn.operator.views import JobView, TaskView
 from opspawn.operator.workqueue import WorkQueue
 
+if TYPE_CHECKING:
+    from opspawn.operator.memory_access import MemoryAccess
+
 logger = logging.getLogger(__name__)
+
+START_CHECK_SECONDS = 5.0
+"""While a runner Pod has not started, why not is looked at again this often (neither a
+FailedCreate Event nor a Pod's waiting reason changes the Job, so no watch event says so)."""
+
+TASK_DELETED = "TaskDeleted"
 
 
 def utc_now() -> datetime:
@@ -98,6 +120,7 @@ class Reconciler:
         kube: KubeClient,
         clock: Callable[[], datetime] = utc_now,
         audit: AuditStore | None = None,
+        memory: MemoryAccess | None = None,
     ) -> None:
         self._settings = settings
         self._kube = kube
@@ -108,7 +131,8 @@ class Reconciler:
         self._events = EventRecorder(kube, settings.event_interval_seconds)
         self._ready = asyncio.Event()
         self._audit = audit
-        self._snapshots: set[asyncio.Task[None]] = set()
+        self._memory = memory
+        self.audit_writer = AuditWriter(audit)
         self._stall_after = (
             timedelta(seconds=settings.stall_seconds)
             if settings.database_url is not None and settings.stall_seconds
@@ -135,7 +159,7 @@ class Reconciler:
         for task in self.store.tasks():
             if task.finished:
                 continue
-            if any(not j.finished and not j.deleting for j in self.store.jobs(task.uid)):
+            if any(not j.finished and not j.deleting for j in self.store.jobs(task)):
                 holding.append(_slot(task))
             elif not task.suspended and not task.cancelled:
                 waiting.append(_candidate(task))
@@ -154,10 +178,43 @@ class Reconciler:
         self.queue.add(view.uid)
 
     def task_deleted(self, uid: str) -> None:
-        self.store.delete_task(uid)
+        view = self.store.delete_task(uid)
+        if view is not None:
+            self._close_deleted_attempt(view)
         self.queue.add(uid)
 
+    def _close_deleted_attempt(self, task: TaskView) -> None:
+        """A task deleted in flight: its open attempt ends in the audit store as Cancelled
+        (TaskDeleted), so no attempt stays Running there forever."""
+        status = task.status
+        record = status.attempts[-1] if status.attempts else None
+        if task.finished or record is None or record.completion_time is not None:
+            return
+        self.audit_writer.snapshot(
+            TaskSnapshot(
+                task_uid=task.uid,
+                attempt=record.attempt,
+                namespace=task.namespace,
+                name=task.name,
+                phase=Phase.CANCELLED.value,
+                reason=TASK_DELETED,
+                finished_at=self._clock(),
+            )
+        )
+
     def job_changed(self, view: JobView, *, deleted: bool) -> None:
+        if view.forged and not deleted:
+            self.audit_writer.security_event(
+                view.uid,
+                object_security_event(
+                    "Job",
+                    {"namespace": view.namespace, "name": view.name, "uid": view.uid},
+                    "ForgedRunnerJob",
+                    f"Job {view.namespace}/{view.name} is labelled as the runner of task"
+                    f" {view.claimed_uid} but that task does not control it; it is ignored",
+                    view.claimed_uid,
+                ),
+            )
         if deleted:
             self.store.delete_job(view)
         else:
@@ -175,6 +232,7 @@ class Reconciler:
             for i in range(self._settings.workers)
         ]
         workers.append(asyncio.create_task(self._events.run(), name="event-recorder"))
+        workers.append(asyncio.create_task(self.audit_writer.run(), name="audit-writer"))
         try:
             while True:
                 await asyncio.sleep(self._settings.queue_position_refresh_seconds)
@@ -223,9 +281,15 @@ class Reconciler:
         for action in decision.actions:
             match action:
                 case Launch(attempt=attempt):
-                    await self._launch(task, attempt)
-                case DeleteJob(name=name):
-                    await self._kube.delete_job(task.namespace, name)
+                    refusal = await self._launch(task, attempt)
+                    if refusal is not None:
+                        decision = launch_refused(
+                            observed, decision.status, refusal.reason, str(refusal)
+                        )
+                        self.admission.release(task.uid)
+                        break
+                case DeleteJob(name=name, uid=job_uid):
+                    await self._kube.delete_job(task.namespace, name, job_uid)
                 case DeleteTask():
                     await self._kube.delete_task(task.namespace, task.name, task.uid)
                     logger.info("deleted: ttlSecondsAfterFinished ran out", extra=_ref(task))
@@ -246,7 +310,9 @@ class Reconciler:
     async def _observe(self, task: TaskView) -> Observed:
         """The task, the Job of its current attempt and, once that ended, how it ended."""
         now = self._clock()
-        jobs = self.store.jobs(task.uid)
+        jobs = self.store.jobs(task)
+        for foreign in self.store.foreign_jobs(task):
+            self._report_foreign_job(task, foreign)
         status = task.status
         current = max([status.attempt, *(job.attempt for job in jobs)])
         job = next((j for j in jobs if j.attempt == current), None)
@@ -261,13 +327,61 @@ class Reconciler:
             # Not in the watch cache: just created (the watch lags) or deleted by someone.
             name = job_name(task.name, task.uid, current)
             raw = await self._kube.read_job(task.namespace, name)
-            if raw is None:
+            found = None if raw is None else JobView.from_body(raw)
+            if found is not None and found.task_uid != task.uid:
+                self._report_name_taken(task, found)
+                found = None
+            if found is None:
                 outcome = runner_lost(f"the runner Job {name} was deleted")
-            else:
-                job = JobView.from_body(raw)
+            job = found
         if job is not None and job.finished:
-            outcome = attempt_outcome(job, await self._kube.job_pods(task.namespace, job.name))
+            outcome = attempt_outcome(job, await self._kube.job_pods(task.namespace, job.uid))
+        elif job is not None and self._not_started(task, job, now):
+            outcome = await self._start_problem(task, job)
+            if outcome is None:
+                self.queue.add_after(task.uid, START_CHECK_SECONDS)
         return Observed(task=task, now=now, job=job, outcome=outcome, stall_after=self._stall_after)
+
+    @staticmethod
+    def _not_started(task: TaskView, job: JobView, now: datetime) -> bool:
+        """The runner Pod of a live Job has not started yet (and was given a moment to)."""
+        if job.ready or job.suspended or job.deleting or task.status.phase == Phase.RUNNING:
+            return False
+        created = parse_time(job.creation_timestamp)
+        return created is None or now - created >= timedelta(seconds=1)
+
+    async def _start_problem(self, task: TaskView, job: JobView) -> AttemptOutcome | None:
+        """Why the runner Pod cannot start, when that will not change by waiting."""
+        if not job.active:
+            message = await self._kube.pod_creation_failure(task.namespace, job.uid)
+            return None if message is None else pod_creation_failed(message)
+        return start_failure(await self._kube.job_pods(task.namespace, job.uid))
+
+    def _report_foreign_job(self, task: TaskView, job: JobView) -> None:
+        self.audit_writer.security_event(
+            job.uid,
+            object_security_event(
+                "Job",
+                {"namespace": job.namespace, "name": job.name, "uid": job.uid},
+                "CrossNamespaceOwner",
+                f"Job {job.namespace}/{job.name} names task {task.reference} as its controller"
+                " from another namespace; it is ignored",
+                task.uid,
+            ),
+        )
+
+    def _report_name_taken(self, task: TaskView, job: JobView) -> None:
+        self.audit_writer.security_event(
+            job.uid,
+            object_security_event(
+                "Job",
+                {"namespace": job.namespace, "name": job.name, "uid": job.uid},
+                "NameConflict",
+                f"Job {job.namespace}/{job.name} has the name of a runner Job of task"
+                f" {task.reference} but the task does not control it; it is ignored",
+                task.uid,
+            ),
+        )
 
     async def _secret_problem(self, task: TaskView) -> str | None:
         reference = (task.spec.get("model") or {}).get("apiKeySecretRef")
@@ -277,10 +391,23 @@ class Reconciler:
             task.namespace, str(reference.get("name")), str(reference.get("key"))
         )
 
+    async def _prepare_memory(
+        self, memory: MemoryAccess, task: TaskView, spec: AgentTaskSpec
+    ) -> None:
+        """Provision the namespace's long-term memory for the task. When that fails, the runner
+        goes on without memory (or fails, if the task requires it) and an Event says why."""
+        problem = await memory.prepare(task.namespace, spec)
+        if problem is not None:
+            logger.warning("long-term memory not provisioned: %s", problem, extra=_ref(task))
+            now = rfc3339(self._clock())
+            self._events.record(task, "MemoryNotProvisioned", problem, warning=True, time_text=now)
+
     async def _launch(self, task: TaskView, attempt: int) -> LaunchRefusedError | None:
         """Create the attempt's Secret and Job; why not, when retrying cannot help."""
         body = task.as_object()
-        AgentTaskSpec.model_validate(body["spec"])  # decide() checked it; fail loudly if not
+        spec = AgentTaskSpec.model_validate(body["spec"])  # decide() checked it; fail if not
+        if self._memory is not None:
+            await self._prepare_memory(self._memory, task, spec)
         job = build_runner_job(body, attempt, self._settings.runner)
         secret = build_task_secret(body, secrets.token_urlsafe(32), self._settings.runner)
         for kind, obj, ensure in (
@@ -303,10 +430,12 @@ class Reconciler:
         logger.info(
             "launched attempt %d as Job %s", attempt, job["metadata"]["name"], extra=_ref(task)
         )
+        return None
 
-    def _record_snapshot(self, audit: AuditStore, task: TaskView, status: AgentTaskStatus) -> None:
+    def _record_snapshot(self, task: TaskView, status: AgentTaskStatus) -> None:
         """Tell the audit store what the operator knows of the current attempt (spec, phase,
-        times), in the background: Postgres being away must not hold up the lifecycle."""
+        times), in the background and retried until it is recorded: Postgres being away must
+        neither hold up the lifecycle nor lose a final phase."""
         if status.attempt == 0:
             return
         record = status.attempts[-1] if status.attempts else None
@@ -326,20 +455,7 @@ class Reconciler:
             finished_at=parse_time(record.completion_time if record else None),
             spec=task.spec,
         )
-
-        async def write() -> None:
-            try:
-                await asyncio.to_thread(audit.record_task, snapshot)
-            except Exception as error:
-                logger.warning(
-                    "could not record the attempt in the audit store: %s",
-                    type(error).__name__,
-                    extra=_ref(task),
-                )
-
-        job = asyncio.create_task(write())
-        self._snapshots.add(job)
-        job.add_done_callback(self._snapshots.discard)
+        self.audit_writer.snapshot(snapshot)
 
     async def _write_status(self, task: TaskView, desired: AgentTaskStatus) -> None:
         patch = status_patch(task.raw_status, desired)
@@ -352,7 +468,7 @@ class Reconciler:
         if self._audit is not None and (
             desired.attempt != task.status.attempt or desired.phase != task.status.phase
         ):
-            self._record_snapshot(self._audit, task, desired)
+            self._record_snapshot(task, desired)
         if desired.phase in TERMINAL_PHASES and task.status.phase != desired.phase:
             succeeded = next((c for c in desired.conditions if c.type == "Succeeded"), None)
             reason = succeeded.reason if succeeded else ""

@@ -5,7 +5,11 @@ and by the operator's own status writes (the patch response is the newest view o
 view only ever replaces an older one (resourceVersions are etcd revisions, compared as
 numbers), so a late watch event never undoes a newer write, and deleted objects are remembered
 (by uid, a bounded number of them) so a LIST or a write that raced the deletion cannot bring
-them back.
+them back, and so that a deleted task's late runner events are known for what they are.
+
+Jobs are filed under the task that controls them (their controller ownerReference), and a
+task's Jobs are only those in its own namespace: a Job elsewhere that names the task's uid is
+someone else's (see `ownership`).
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ def newer_or_same(candidate: str, current: str) -> bool:
 
 
 class _Tombstones:
-    def __init__(self) -> None:
-        self._uids: OrderedDict[str, None] = OrderedDict()
+    """Deleted uids, each with the `namespace/name` it had (a bounded number, oldest out)."""
 
-    def add(self, uid: str) -> None:
-        self._uids[uid] = None
+    def __init__(self) -> None:
+        self._uids: OrderedDict[str, str] = OrderedDict()
+
+    def add(self, uid: str, reference: str = "") -> None:
+        self._uids[uid] = reference
         if len(self._uids) > TOMBSTONES:
             self._uids.popitem(last=False)
+
+    def get(self, uid: str) -> str | None:
+        return self._uids.get(uid)
 
     def __contains__(self, uid: object) -> bool:
         return uid in self._uids
@@ -64,9 +73,20 @@ class Store:
         if current is None or newer_or_same(view.resource_version, current.resource_version):
             self._tasks[view.uid] = view
 
-    def delete_task(self, uid: str) -> None:
-        self._tasks.pop(uid, None)
-        self._deleted_tasks.add(uid)
+    def delete_task(self, uid: str) -> TaskView | None:
+        """Forget the task; the view it had, if the store held one."""
+        view = self._tasks.pop(uid, None)
+        self._deleted_tasks.add(uid, view.reference if view is not None else "")
+        return view
+
+    def deleted_task(self, uid: str, namespace: str) -> str | None:
+        """The name of the task `uid` of `namespace` when it was deleted while this operator
+        ran (None otherwise): its runner's late events are no one's forgery."""
+        reference = self._deleted_tasks.get(uid)
+        if not reference:
+            return None
+        deleted_namespace, _, name = reference.partition("/")
+        return name if deleted_namespace == namespace else None
 
     def task(self, uid: str) -> TaskView | None:
         return self._tasks.get(uid)
@@ -92,5 +112,13 @@ class Store:
             if not jobs:
                 del self._jobs[view.task_uid]
 
-    def jobs(self, task_uid: str) -> list[JobView]:
-        return list(self._jobs.get(task_uid, {}).values())
+    def jobs(self, task: TaskView) -> list[JobView]:
+        """The task's Jobs: controlled by it, in its namespace."""
+        found = self._jobs.get(task.uid, {}).values()
+        return [job for job in found if job.namespace == task.namespace]
+
+    def foreign_jobs(self, task: TaskView) -> list[JobView]:
+        """Jobs controlled by a reference to the task's uid from another namespace (which the
+        garbage collector treats as absent): an attempt to pass for the task's runner."""
+        found = self._jobs.get(task.uid, {}).values()
+        return [job for job in found if job.namespace != task.namespace]

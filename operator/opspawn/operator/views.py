@@ -14,6 +14,7 @@ from typing import Any
 
 from opspawn.api.agenttask import AgentTaskStatus
 from opspawn.api.conditions import is_finished
+from opspawn.operator.ownership import task_controller_uid
 from opspawn.operator.runner_job import ATTEMPT_LABEL, TASK_UID_LABEL, KubeObject
 
 _STATUS_MEMBERS = frozenset(
@@ -125,8 +126,14 @@ class JobView:
     uid: str
     resource_version: str
     task_uid: str
+    """The uid of the AgentTask that controls the Job (its controller ownerReference), ""
+    when none does; the only claim of ownership the operator believes."""
+    claimed_uid: str
+    """The task uid its label claims (anyone may write a label: compared, never trusted)."""
     attempt: int
     creation_timestamp: str
+    active: int
+    """Pods the Job controller has running or pending."""
     ready: int
     suspended: bool
     deleting: bool
@@ -149,10 +156,12 @@ class JobView:
             name=str(meta["name"]),
             uid=str(meta.get("uid", "")),
             resource_version=str(meta.get("resourceVersion", "")),
-            task_uid=str(labels.get(TASK_UID_LABEL, "")),
+            task_uid=task_controller_uid(meta),
+            claimed_uid=str(labels.get(TASK_UID_LABEL, "")),
             attempt=_int(labels.get(ATTEMPT_LABEL)),
             creation_timestamp=str(meta.get("creationTimestamp", "")),
-            ready=int(status.get("ready") or 0),
+            active=_int(status.get("active")),
+            ready=_int(status.get("ready")),
             suspended=bool((body.get("spec") or {}).get("suspend")),
             deleting=meta.get("deletionTimestamp") is not None,
             complete="Complete" in conditions,
@@ -164,6 +173,11 @@ class JobView:
     @property
     def finished(self) -> bool:
         return self.complete or self.failed
+
+    @property
+    def forged(self) -> bool:
+        """Labelled as a task's runner Job without being controlled by that task."""
+        return bool(self.claimed_uid) and self.claimed_uid != self.task_uid
 
 
 def _int(value: Any) -> int:

@@ -1,4 +1,5 @@
-"""The operator's writes against the real apiserver: create, adopt its own, refuse another's."""
+"""The operator's writes against the real apiserver: create, adopt what the task controls,
+refuse anything else."""
 
 from __future__ import annotations
 
@@ -22,14 +23,22 @@ SPEC = {
 RUNNER = RunnerSettings(image="runner", nats_url="nats://127.0.0.1:1", command=("true",))
 
 
-def _task(namespace: str, uid: str) -> dict[str, Any]:
-    return {"metadata": {"name": "adopt", "namespace": namespace, "uid": uid}, "spec": SPEC}
-
-
-def _without_owner(obj: dict[str, Any]) -> dict[str, Any]:
-    """The apiserver would collect objects owned by a task that does not exist."""
-    obj["metadata"].pop("ownerReferences")
-    return obj
+def _create_task(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """A real AgentTask to own the objects (the garbage collector removes children of a
+    task that does not exist)."""
+    created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": name},
+            "spec": SPEC,
+        },
+    )
+    return created
 
 
 async def test_secret_and_job_are_created_then_adopted_and_never_taken_from_another_task(
@@ -37,22 +46,23 @@ async def test_secret_and_job_are_created_then_adopted_and_never_taken_from_anot
 ) -> None:
     api = await load_api_client(str(stack.kubeconfig))
     kube = KubeClient(api)
-    mine, other = _task(namespace, "uid-mine"), _task(namespace, "uid-other")
+    mine = _create_task(kube_api, namespace, "adopt")
+    other = _create_task(kube_api, namespace, "other")
     try:
-        secret = _without_owner(build_task_secret(mine, "signing-key-0123456789abcdef"))
-        job = _without_owner(build_runner_job(mine, 1, RUNNER))
+        secret = build_task_secret(mine, "signing-key-0123456789abcdef")
+        job = build_runner_job(mine, 1, RUNNER)
         for _ in range(2):  # the second time both exist: a restart adopts them
             await kube.ensure_secret(secret)
             await kube.ensure_job(job)
 
         # Another task's objects under the same names (as a name collision would make them).
-        stolen_secret = _without_owner(build_task_secret(other, "another-key-0123456789abcdef"))
+        stolen_secret = build_task_secret(other, "another-key-0123456789abcdef")
         stolen_secret["metadata"]["name"] = secret["metadata"]["name"]
-        stolen_job = _without_owner(build_runner_job(other, 1, RUNNER))
+        stolen_job = build_runner_job(other, 1, RUNNER)
         stolen_job["metadata"]["name"] = job["metadata"]["name"]
-        with pytest.raises(OwnershipConflictError, match="belongs to another task"):
+        with pytest.raises(OwnershipConflictError, match="not controlled by this task"):
             await kube.ensure_secret(stolen_secret)
-        with pytest.raises(OwnershipConflictError, match="belongs to another task"):
+        with pytest.raises(OwnershipConflictError, match="not controlled by this task"):
             await kube.ensure_job(stolen_job)
     finally:
         await api.close()

@@ -75,6 +75,18 @@ def served(status: AgentTaskStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def owner_reference(uid: str = TASK_UID, name: str = TASK_NAME) -> dict[str, Any]:
+    """The controller ownerReference the operator puts on a task's children."""
+    return {
+        "apiVersion": "opspawn.io/v1alpha1",
+        "kind": "AgentTask",
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def job_body(
     attempt: int = 1,
     *,
@@ -87,8 +99,11 @@ def job_body(
     failed: tuple[str, str] | None = None,
     created: str = "2026-01-01T12:00:00Z",
     resource_version: str = "1",
+    namespace: str = NAMESPACE,
+    owner_uid: str | None = None,
 ) -> dict[str, Any]:
-    """A runner Job; `failed` is the (reason, message) of its Failed condition."""
+    """A runner Job; `failed` is the (reason, message) of its Failed condition; controlled by
+    the task of `owner_uid` (by default the one its label names; "" for no controller)."""
     conditions: list[dict[str, Any]] = []
     if complete:
         conditions.append({"type": "SuccessCriteriaMet", "status": "True"})
@@ -103,12 +118,15 @@ def job_body(
         )
     metadata: dict[str, Any] = {
         "name": job_name(TASK_NAME, task_uid, attempt),
-        "namespace": NAMESPACE,
+        "namespace": namespace,
         "uid": f"job-uid-{attempt}",
         "resourceVersion": resource_version,
         "labels": {TASK_UID_LABEL: task_uid, ATTEMPT_LABEL: str(attempt)},
         "creationTimestamp": created,
     }
+    owner = task_uid if owner_uid is None else owner_uid
+    if owner:
+        metadata["ownerReferences"] = [owner_reference(owner)]
     if deleting:
         metadata["deletionTimestamp"] = "2026-01-01T12:00:30Z"
     status: dict[str, Any] = {"conditions": conditions}

@@ -18,8 +18,9 @@ from opspawn.operator.lifecycle import (
     Observed,
     backoff_seconds,
     decide,
+    launch_refused,
 )
-from opspawn.operator.outcome import AttemptOutcome, runner_lost
+from opspawn.operator.outcome import AttemptOutcome, pod_creation_failed, runner_lost
 from opspawn.operator.reconciler import status_patch
 from opspawn.operator.runner_job import job_name
 from opspawn.operator.views import JobView, TaskView
@@ -163,6 +164,43 @@ def test_an_attempt_whose_job_is_not_ready_yet_is_pending() -> None:
     assert condition(decision.status, "Running").reason == "JobCreated"
     assert decision.holds_slot
     assert decision.actions == ()
+
+
+def test_a_runner_pod_that_cannot_be_created_fails_the_task_as_not_accepted() -> None:
+    view, _ = launched()
+    missing = 'pods "x" is forbidden: error looking up service account team-a/robot: not found'
+
+    decision = observe(view, job=job(1, active=0), outcome=pod_creation_failed(missing))
+
+    assert decision.status.phase == Phase.FAILED
+    accepted = condition(decision.status, "Accepted")
+    assert (accepted.status, accepted.reason) == (FALSE, "FailedCreate")
+    assert "service account team-a/robot" in accepted.message
+    assert condition(decision.status, "Succeeded").reason == "FailedCreate"
+    assert DeleteJob(JOB_1, "job-uid-1") in decision.actions  # nothing may start later
+    assert decision.status.retries == 0
+    assert not decision.holds_slot
+
+
+def test_a_launch_refused_by_the_apiserver_ends_as_not_accepted_with_its_reason() -> None:
+    new = task()
+    admitted = observe(new, admitted=True)
+
+    decision = launch_refused(
+        Observed(task=new, now=NOW), admitted.status, "JobRefused", "spec.template: Invalid"
+    )
+
+    assert decision.status.phase == Phase.FAILED
+    accepted = condition(decision.status, "Accepted")
+    assert (accepted.status, accepted.reason, accepted.message) == (
+        FALSE,
+        "JobRefused",
+        "spec.template: Invalid",
+    )
+    assert decision.status.attempts[-1].completion_time is not None
+    assert decision.status.attempts[-1].reason == "JobRefused"
+    assert "JobRefused" in notified(decision)
+    assert not launches(decision)
 
 
 def test_an_attempt_whose_job_is_ready_is_running() -> None:
@@ -358,7 +396,7 @@ def test_cancelling_a_running_task_deletes_its_job() -> None:
 
     decision = observe(view, job=job(1, ready=1))
 
-    assert DeleteJob(JOB_1) in decision.actions
+    assert DeleteJob(JOB_1, "job-uid-1") in decision.actions
     assert decision.status.phase == Phase.CANCELLED
     succeeded = condition(decision.status, "Succeeded")
     assert (succeeded.status, succeeded.reason) == (FALSE, "Cancelled")
@@ -399,7 +437,7 @@ def test_suspending_a_running_attempt_stops_it_and_closes_the_attempt() -> None:
 
     decision = observe(suspended, job=job(1, ready=1))
 
-    assert DeleteJob(JOB_1) in decision.actions
+    assert DeleteJob(JOB_1, "job-uid-1") in decision.actions
     assert notified(decision) == ["Suspended"]
     status = decision.status
     assert status.phase == Phase.PENDING

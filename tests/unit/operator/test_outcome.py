@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from opspawn.api.events import RunnerExitCode
-from opspawn.operator.outcome import attempt_outcome
+from typing import Any
+
+import pytest
+
+from opspawn.operator.outcome import attempt_outcome, start_failure
 from tests.unit.operator.builders import job, pod, termination_message
 
 FAILED_JOB = job(
@@ -180,3 +184,39 @@ def test_the_newest_pod_decides() -> None:
         outcome = attempt_outcome(FAILED_JOB, pods)
         assert outcome.reason == "ModelRefused"
         assert not outcome.retryable
+
+
+def _waiting(reason: str, message: str = "") -> dict[str, Any]:
+    runner = pod(None)
+    runner["status"]["phase"] = "Pending"
+    runner["status"]["containerStatuses"] = [
+        {
+            "name": "runner",
+            "image": "registry.invalid/nope:1",
+            "ready": False,
+            "state": {"waiting": {"reason": reason, "message": message}},
+        }
+    ]
+    return runner
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"],
+)
+def test_a_runner_that_cannot_start_is_a_spec_problem_named_by_the_kubelets_reason(
+    reason: str,
+) -> None:
+    outcome = start_failure([_waiting(reason, "Back-off pulling image")])
+
+    assert outcome is not None
+    assert outcome.reason == reason
+    assert outcome.spec_problem
+    assert not outcome.retryable
+    assert "Back-off pulling image" in outcome.message
+
+
+@pytest.mark.parametrize("reason", ["ContainerCreating", "ErrImagePull", "PodInitializing"])
+def test_a_runner_still_starting_or_on_its_first_pull_failure_is_given_time(reason: str) -> None:
+    assert start_failure([_waiting(reason)]) is None
+    assert start_failure([]) is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from opspawn.operator.store import Store, newer_or_same
-from tests.unit.operator.builders import TASK_UID, job, task
+from tests.unit.operator.builders import NAMESPACE, TASK_NAME, TASK_UID, job, task
 
 OTHER_UID = "9a8b7c6d-0000-1111-2222-333344445555"
 
@@ -13,7 +13,7 @@ def test_an_empty_store_knows_nothing() -> None:
 
     assert store.tasks() == []
     assert store.task(TASK_UID) is None
-    assert store.jobs(TASK_UID) == []
+    assert store.jobs(task()) == []
 
 
 def test_the_initial_list_fills_it() -> None:
@@ -24,8 +24,8 @@ def test_the_initial_list_fills_it() -> None:
 
     assert store.tasks() == [listed]
     assert store.task(OTHER_UID) is None
-    assert store.jobs(TASK_UID) == [attempt]
-    assert store.jobs(OTHER_UID) == []
+    assert store.jobs(listed) == [attempt]
+    assert store.jobs(task(uid=OTHER_UID)) == []
 
 
 def test_a_newer_view_replaces_an_older_one_and_not_the_other_way_round() -> None:
@@ -74,8 +74,8 @@ def test_jobs_are_kept_per_task_and_attempt() -> None:
     store.put_job(second)
     store.put_job(job(1, active=0, complete=True, resource_version="0"))  # older: ignored
 
-    assert sorted(j.attempt for j in store.jobs(TASK_UID)) == [1, 2]
-    assert store.jobs(TASK_UID)[0] == first
+    assert sorted(j.attempt for j in store.jobs(task())) == [1, 2]
+    assert store.jobs(task())[0] == first
 
 
 def test_a_deleted_job_is_gone_and_stays_gone() -> None:
@@ -86,12 +86,35 @@ def test_a_deleted_job_is_gone_and_stays_gone() -> None:
     store.delete_job(attempt)
     store.put_job(attempt)
 
-    assert store.jobs(TASK_UID) == []
+    assert store.jobs(task()) == []
 
 
-def test_a_job_without_a_task_label_is_not_kept() -> None:
+def test_a_job_labelled_as_a_tasks_but_not_controlled_by_it_is_not_the_tasks() -> None:
     store = Store()
+    forged = job(1, owner_uid="")
 
-    store.put_job(job(1, task_uid=""))
+    store.put_job(forged)
+    store.put_job(job(2, owner_uid=OTHER_UID))  # controlled by another task, labelled as ours
 
-    assert store.jobs("") == []
+    assert forged.forged
+    assert store.jobs(task()) == []
+
+
+def test_a_job_controlled_from_another_namespace_is_foreign_not_the_tasks() -> None:
+    store = Store()
+    elsewhere = job(1, namespace="attacker")
+    store.put_job(elsewhere)
+
+    assert store.jobs(task()) == []
+    assert store.foreign_jobs(task()) == [elsewhere]
+
+
+def test_a_deleted_task_is_remembered_with_its_namespace_and_name() -> None:
+    store = Store()
+    store.put_task(task())
+
+    assert store.delete_task(TASK_UID) == task()
+
+    assert store.deleted_task(TASK_UID, NAMESPACE) == TASK_NAME
+    assert store.deleted_task(TASK_UID, "another-namespace") is None
+    assert store.deleted_task(OTHER_UID, NAMESPACE) is None
