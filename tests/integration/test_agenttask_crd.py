@@ -186,6 +186,86 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"runner": {"resources": {"limits": {"cpu": "lots"}}}},
         "spec.runner.resources.limits.cpu",
     ),
+    *[
+        (f"env-{name.lower().replace('_', '-')}", {"runner": {"env": [{"name": name}]}}, message)
+        for name, message in [
+            ("OPENAI_BASE_URL", 'spec.runner.env[0].name: Invalid value: "OPENAI_BASE_URL"'),
+            ("ANTHROPIC_BASE_URL", "would send the runner's requests, and its keys"),
+            ("GOOGLE_GEMINI_BASE_URL", "spec.runner.env[0].name"),
+            ("HTTPS_PROXY", "proxy variables"),
+            ("http_proxy", "proxy variables"),
+            ("ALL_PROXY", "proxy variables"),
+            ("NO_PROXY", "proxy variables"),
+            ("SSL_CERT_FILE", "TLS trust"),
+            ("REQUESTS_CA_BUNDLE", "TLS trust"),
+            ("SSLKEYLOGFILE", "TLS trust"),
+            ("OPSPAWN_NATS_URL", "reserved for the runner's own settings"),
+            ("PYTHONPATH", "which code the runner loads"),
+            ("LD_PRELOAD", "which code the runner loads"),
+        ]
+    ],
+    (
+        "resource-name-unknown",
+        {"runner": {"resources": {"limits": {"gpu": "1"}}}},
+        "spec.runner.resources.limits: Invalid value: keys must match",
+    ),
+    (
+        "negative-quantity",
+        {"runner": {"resources": {"requests": {"cpu": -1}}}},
+        "spec.runner.resources.requests[cpu]: Invalid value: -1: must be a non-negative",
+    ),
+    (
+        "requests-above-limits",
+        {"runner": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}},
+        "spec.runner.resources.requests: Invalid value: requests must not exceed limits",
+    ),
+    (
+        "extended-resource-overcommitted",
+        {"runner": {"resources": {"requests": {"nvidia.com/gpu": 1}}}},
+        "spec.runner.resources.requests: Invalid value: extended resources and hugepages",
+    ),
+    (
+        "hugepages-alone",
+        {"runner": {"resources": {"limits": {"hugepages-2Mi": "4Mi"}}}},
+        "spec.runner.resources.limits: Invalid value: hugepages need a cpu or memory",
+    ),
+    (
+        "toleration-exists-with-value",
+        {"runner": {"tolerations": [{"key": "gpu", "operator": "Exists", "value": "yes"}]}},
+        "spec.runner.tolerations[0].value",
+    ),
+    (
+        "toleration-without-key",
+        {"runner": {"tolerations": [{"value": "yes"}]}},
+        "spec.runner.tolerations[0].key: Required value",
+    ),
+    (
+        "toleration-seconds-without-no-execute",
+        {"runner": {"tolerations": [{"key": "a", "tolerationSeconds": 5}]}},
+        "spec.runner.tolerations[0].tolerationSeconds",
+    ),
+    (
+        "toleration-value-not-a-label-value",
+        {"runner": {"tolerations": [{"key": "a", "value": "not ok!"}]}},
+        "spec.runner.tolerations[0].value",
+    ),
+    (
+        "node-selector-key-name-too-long",
+        {"runner": {"nodeSelector": {"x" * 64: "v"}}},
+        "spec.runner.nodeSelector: Invalid value: keys must match",
+    ),
+    (
+        "node-selector-value-not-a-label-value",
+        {"runner": {"nodeSelector": {"disk": "fast ssd"}}},
+        "spec.runner.nodeSelector.disk",
+    ),
+    ("image-with-space", {"runner": {"image": "opspawn runner:1"}}, "spec.runner.image"),
+    ("control-character-in-goal", {"goal": "stop\u0000here"}, "spec.goal"),
+    (
+        "text-over-the-byte-budget",
+        {"goal": "\U0001f600" * 16_384, "context": "\U0001f600" * 8192},
+        "spec: Invalid value: the spec's text (goal, context, inputs and outputSchema together)",
+    ),
     ("output-schema-not-json-object", {"outputSchema": "type: object"}, "spec.outputSchema"),
     ("input-key-not-identifier", {"inputs": {"not valid": "x"}}, "spec.inputs"),
     ("priority-range", {"priority": 5000}, "spec.priority"),
@@ -211,6 +291,34 @@ def test_invalid_task_is_refused_naming_the_field(
     assert kubectl("get", "agenttask", name, namespace=namespace).returncode != 0, (
         "nothing is left behind"
     )
+
+
+def test_a_name_too_long_to_label_the_runner_job_is_refused(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    result = _apply(kubectl, namespace, _task("n" * 64))
+    assert result.returncode != 0
+    assert "metadata.name: Too long: may not be more than 63" in result.stderr, result.stderr
+
+
+def test_specs_at_the_new_limits_are_still_admitted(kubectl: Kubectl, namespace: str) -> None:
+    """The refusals above stop at what Kubernetes itself refuses: the largest name, ordinary
+    variables, whole extended resources and NoExecute tolerations still apply."""
+    runner = {
+        "env": [{"name": "TZ", "value": "UTC"}, {"name": "LANG", "value": "C.UTF-8"}],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "64Mi", "nvidia.com/gpu": 1},
+            "limits": {"cpu": 1, "memory": "1Gi", "nvidia.com/gpu": "1"},
+        },
+        "tolerations": [
+            {"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+        ],
+        "nodeSelector": {"kubernetes.io/os": "linux", "disk": "fast-ssd"},
+        "image": "registry.example.com:5000/team/opspawn@sha256:" + "a" * 64,
+    }
+    task = _task("n" * 63, runner=runner, goal="\u00e9" * 16_384)
+    result = _apply(kubectl, namespace, task)
+    assert result.returncode == 0, result.stderr
 
 
 Spec = dict[str, Any]

@@ -14,9 +14,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 GROUP = "opspawn.io"
 VERSION = "v1alpha1"
@@ -33,7 +34,73 @@ ENV_VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DATA_KEY = r"^[-._a-zA-Z0-9]+$"
 TOOL_NAME = r"^[a-zA-Z0-9_][-a-zA-Z0-9_.]*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+"""A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters."""
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+RESOURCE_NAME = (
+    r"^(cpu|memory|ephemeral-storage|hugepages-[0-9]+(Ki|Mi|Gi|k|M|G)?"
+    r"|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+"
+    r"/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$"
+)
+"""A container resource: cpu, memory, ephemeral-storage, hugepages-<size>, or an extended
+resource with a domain prefix (e.g. nvidia.com/gpu)."""
+OVERCOMMITTABLE_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+"""Resources whose request may be below their limit; for the others they must be equal."""
+IMAGE_REFERENCE = r"^[^\s]+$"
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""Free text: any character but the C0 controls other than tab, newline and carriage return
+(JSON writes those as six-byte escapes, and no model needs them)."""
+
+SPEC_MAX_BYTES = 120 * 1024
+"""The spec as JSON (UTF-8) at most: it reaches the runner as one environment variable, which
+Linux caps at 128 KiB (MAX_ARG_STRLEN), name included. The CRD refuses most larger specs at
+apply (SPEC_TEXT_MAX_BYTES); the rest fail validation in the operator (Accepted=False,
+InvalidSpec) before any Job is made."""
+
+NAME_MAX_LENGTH = 63
+"""metadata.name at most: the name is a label value on the runner Job and Pods (63 at most),
+and the Job's and per-task Secret's names are cut from it."""
+
+SPEC_TEXT_MAX_BYTES = 48 * 1024
+"""UTF-8 bytes of the spec's free text (goal, context, inputs, outputSchema) together at most.
+
+The spec reaches the runner as one environment variable, which Linux caps at 128 KiB
+(MAX_ARG_STRLEN); JSON escaping at most doubles free text without control characters, and the
+rest of the spec is bounded well below the remaining room (tests/unit/test_crd.py checks both)."""
+
+REFUSED_ENV_NAMES: tuple[tuple[str, str], ...] = (
+    (r"^OPSPAWN_", "names starting with OPSPAWN_ are reserved for the runner's own settings"),
+    (
+        r"(?i)(^|_)PROXY$",
+        "proxy variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY ...) would route the"
+        " runner's connections, and its keys, through another host",
+    ),
+    (
+        r"(?i)^(SSL_|SSLKEYLOGFILE$|REQUESTS_CA_BUNDLE$|CURL_CA_BUNDLE$|NODE_EXTRA_CA_CERTS$"
+        r"|GRPC_|OPENSSL_)",
+        "TLS trust and key-log variables (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, SSLKEYLOGFILE ...)"
+        " would let another host read the runner's encrypted traffic",
+    ),
+    (
+        r"(?i)^(OPENAI|ANTHROPIC|GOOGLE|GEMINI|VERTEXAI|NATS|WEAVIATE|HF|HUGGINGFACE)_",
+        "provider and service SDK settings (endpoints, keys, headers) come from spec.model"
+        " and the operator, not from env",
+    ),
+    (
+        r"(?i)(_BASE_URL|_API_BASE|_API_URL|_ENDPOINT|_HOST)$",
+        "endpoint variables would send the runner's requests, and its keys, to another host",
+    ),
+    (
+        r"(?i)^(PYTHON|LD_)|^(HOSTALIASES|LOCALDOMAIN|RES_OPTIONS|NETRC)$",
+        "variables that change which code the runner loads or how it resolves hosts are refused",
+    ),
+)
+"""`spec.runner.env` names refused at apply (RE2 patterns, as CEL runs them), with the reason
+the apiserver gives. The runner does not honour such variables either: it builds its clients
+with explicit endpoints and ignores proxy and CA variables (docs/runner.md)."""
 
 RESULT_PREVIEW_MAX_CHARS = 4096
 """How much of the result the status keeps; the full result lives in the audit store."""
@@ -48,6 +115,14 @@ Quantity = Annotated[
             "x-kubernetes-int-or-string": True,
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY,
+            "maxLength": 64,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "isQuantity(string(self))"
+                    " && !quantity(string(self)).isLessThan(quantity('0'))",
+                    "message": "must be a non-negative Kubernetes quantity such as 500m, 1, 256Mi",
+                }
+            ],
         }
     ),
 ]
@@ -412,27 +487,103 @@ class RetrySpec(ApiModel):
 # --------------------------------------------------------------------------- spec: runner
 
 
+def _label_key_prefix_rule(key: str) -> JsonDict:
+    """The prefix of a label key (before `/`) has at most 253 characters."""
+    return rule(
+        f"!{key}.contains('/') || {key}.indexOf('/') <= 253",
+        "the prefix of a label key (before /) must be at most 253 characters",
+    )
+
+
+_OVERCOMMITTABLE = "[" + ", ".join(f"'{name}'" for name in OVERCOMMITTABLE_RESOURCES) + "]"
+ResourceName = Annotated[str, Field(max_length=317, pattern=RESOURCE_NAME)]
+
+
 class ResourceRequirements(ApiModel):
     """Compute resources of the runner container."""
 
-    requests: dict[Annotated[str, Field(max_length=63)], Quantity] | None = Field(
-        default=None, max_length=8
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "!has(self.requests) || !has(self.limits) || self.requests.all(name,"
+                    " !(name in self.limits) || quantity(string(self.requests[name]))"
+                    ".compareTo(quantity(string(self.limits[name]))) <= 0)",
+                    "requests must not exceed limits",
+                    field_path=".requests",
+                ),
+                rule(
+                    "!has(self.requests) || self.requests.all(name,"
+                    f" name in {_OVERCOMMITTABLE} || (has(self.limits) && name in self.limits"
+                    " && quantity(string(self.requests[name]))"
+                    ".compareTo(quantity(string(self.limits[name]))) == 0))",
+                    "extended resources and hugepages cannot be overcommitted: a request needs"
+                    " an equal limit",
+                    field_path=".requests",
+                ),
+                rule(
+                    "!((has(self.requests) && self.requests.exists(n, n.startsWith('hugepages-')))"
+                    " || (has(self.limits) && self.limits.exists(n, n.startsWith('hugepages-'))))"
+                    " || (has(self.requests)"
+                    " && ('cpu' in self.requests || 'memory' in self.requests))"
+                    " || (has(self.limits) && ('cpu' in self.limits || 'memory' in self.limits))",
+                    "hugepages need a cpu or memory request or limit as well",
+                    field_path=".limits",
+                ),
+                rule(
+                    "!has(self.limits) || self.limits.all(name,"
+                    f" name in {_OVERCOMMITTABLE} || name.startsWith('hugepages-')"
+                    " || quantity(string(self.limits[name])).isInteger())",
+                    "extended resources must be whole numbers",
+                    field_path=".limits",
+                ),
+            ]
+        }
     )
+
+    requests: dict[ResourceName, Quantity] | None = Field(default=None, max_length=8)
     """Minimum resources, e.g. {cpu: 100m, memory: 256Mi}."""
-    limits: dict[Annotated[str, Field(max_length=63)], Quantity] | None = Field(
-        default=None, max_length=8
-    )
+    limits: dict[ResourceName, Quantity] | None = Field(default=None, max_length=8)
     """Maximum resources."""
 
 
 class Toleration(ApiModel):
     """A toleration of the runner Pod (as in the Pod spec)."""
 
-    key: str | None = Field(default=None, max_length=316, pattern=LABEL_KEY)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                    "value must be empty when operator is Exists",
+                    field_path=".value",
+                ),
+                rule(
+                    "self.operator == 'Exists' || (has(self.key) && self.key != '')",
+                    "key is required unless operator is Exists",
+                    field_path=".key",
+                    reason="FieldValueRequired",
+                ),
+                rule(
+                    "!has(self.tolerationSeconds)"
+                    " || (has(self.effect) && self.effect == 'NoExecute')",
+                    "tolerationSeconds applies only to effect NoExecute",
+                    field_path=".tolerationSeconds",
+                ),
+            ]
+        }
+    )
+
+    key: str | None = Field(
+        default=None,
+        max_length=317,
+        pattern=LABEL_KEY,
+        json_schema_extra={"x-kubernetes-validations": [_label_key_prefix_rule("self")]},
+    )
     """Taint key; empty with operator Exists matches every taint."""
     operator: Literal["Exists", "Equal"] = "Equal"
     """Exists or Equal."""
-    value: str | None = Field(default=None, max_length=63)
+    value: str | None = Field(default=None, max_length=63, pattern=LABEL_VALUE)
     """Taint value for operator Equal."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Taint effect to match; empty matches all effects."""
@@ -450,14 +601,15 @@ class EnvVar(ApiModel):
         pattern=ENV_VAR_NAME,
         json_schema_extra={
             "x-kubernetes-validations": [
-                rule(
-                    "!self.startsWith('OPSPAWN_')",
-                    "names starting with OPSPAWN_ are reserved for the runner's own settings",
-                )
+                rule(f"!self.matches(r'{pattern}')", reason)
+                for pattern, reason in REFUSED_ENV_NAMES
             ]
         },
     )
-    """Variable name."""
+    """Variable name. Names that could change where the runner connects, whom it trusts or
+    what code it loads are refused: OPSPAWN_*, *_PROXY, SSL_*, REQUESTS_CA_BUNDLE, provider
+    SDK variables (OPENAI_*, ANTHROPIC_*, GOOGLE_* ...), *_BASE_URL, *_ENDPOINT, PYTHON*,
+    LD_*."""
     value: str = Field(default="", max_length=256)
     """Variable value."""
 
@@ -465,8 +617,9 @@ class EnvVar(ApiModel):
 class RunnerSpec(ApiModel):
     """How the runner Pod is built."""
 
-    image: str | None = Field(default=None, min_length=1, max_length=512)
-    """Runner image; defaults to the operator's configured image."""
+    image: str | None = Field(default=None, min_length=1, max_length=512, pattern=IMAGE_REFERENCE)
+    """Runner image reference (e.g. registry.example.com/opspawn:1.2); defaults to the
+    operator's configured image."""
     resources: ResourceRequirements | None = None
     """Resources of the runner container."""
     service_account_name: str | None = Field(
@@ -475,11 +628,22 @@ class RunnerSpec(ApiModel):
     """ServiceAccount of the runner Pod (the runner needs no Kubernetes API access)."""
     node_selector: (
         dict[
-            Annotated[str, Field(max_length=316, pattern=LABEL_KEY)],
-            Annotated[str, Field(max_length=63)],
+            Annotated[str, Field(max_length=317, pattern=LABEL_KEY)],
+            Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)],
         ]
         | None
-    ) = Field(default=None, max_length=16)
+    ) = Field(
+        default=None,
+        max_length=16,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "self.all(key, !key.contains('/') || key.indexOf('/') <= 253)",
+                    "the prefix of a label key (before /) must be at most 253 characters",
+                )
+            ]
+        },
+    )
     """Node labels the runner Pod must land on."""
     tolerations: list[Toleration] | None = Field(default=None, max_length=8)
     """Tolerations of the runner Pod."""
@@ -499,6 +663,21 @@ MUTABLE_SPEC_FIELDS = ("cancel", "suspend", "priority", "ttlSecondsAfterFinished
 
 
 IMMUTABLE_MESSAGE = "{} is immutable once the task is created; create a new AgentTask instead"
+
+
+def metadata_schema() -> JsonDict:
+    """The CRD's schema for metadata: the one restriction Kubernetes allows there, on name."""
+    return {
+        "type": "object",
+        "properties": {
+            "name": {
+                "type": "string",
+                "maxLength": NAME_MAX_LENGTH,
+                "description": f"At most {NAME_MAX_LENGTH} characters: the name labels the"
+                " runner Job and its Pods.",
+            }
+        },
+    }
 
 
 def immutable_field_rule(name: str) -> JsonDict:
@@ -541,6 +720,15 @@ IMMUTABLE_FIELDS = {
 """Immutable spec fields (wire names), each with whether it is required."""
 
 
+_SPEC_TEXT_BYTES = (
+    "size(bytes(self.goal))"
+    " + (has(self.context) ? size(bytes(self.context)) : 0)"
+    " + (has(self.outputSchema) ? size(bytes(self.outputSchema)) : 0)"
+    " + (has(self.inputs) ? self.inputs.map(k, size(k) + size(bytes(self.inputs[k]))).sum() : 0)"
+)
+"""CEL: the UTF-8 bytes of the spec's free text (input names are ASCII)."""
+
+
 class AgentTaskSpec(ApiModel):
     """What the agent is asked to do, with which model, tools and budgets."""
 
@@ -557,6 +745,12 @@ class AgentTaskSpec(ApiModel):
                     reason="FieldValueForbidden",
                 ),
                 rule(
+                    _SPEC_TEXT_BYTES + f" <= {SPEC_TEXT_MAX_BYTES}",
+                    f"the spec's text (goal, context, inputs and outputSchema together) must be"
+                    f" at most {SPEC_TEXT_MAX_BYTES} bytes in UTF-8",
+                    reason="FieldValueInvalid",
+                ),
+                rule(
                     "!has(self.tools.builtin)"
                     " || !self.tools.builtin.exists(t, t.name in ['remember', 'recall'])"
                     " || (has(self.memory) && self.memory.longTerm.enabled)",
@@ -567,14 +761,14 @@ class AgentTaskSpec(ApiModel):
         }
     )
 
-    goal: str = Field(min_length=1, max_length=16_384)
+    goal: str = Field(min_length=1, max_length=16_384, pattern=NO_CONTROL_CHARACTERS)
     """The instruction the agent carries out."""
-    context: str | None = Field(default=None, max_length=8192)
+    context: str | None = Field(default=None, max_length=8192, pattern=NO_CONTROL_CHARACTERS)
     """Background the model is given along with the goal."""
     inputs: (
         dict[
             Annotated[str, Field(min_length=1, max_length=63, pattern=ENV_VAR_NAME)],
-            Annotated[str, Field(max_length=512)],
+            Annotated[str, Field(max_length=512, pattern=NO_CONTROL_CHARACTERS)],
         ]
         | None
     ) = Field(default=None, max_length=16)
@@ -591,7 +785,9 @@ class AgentTaskSpec(ApiModel):
             ]
         },
     )
-    """JSON Schema (as JSON text) the result must match; the result is then structured JSON."""
+    """JSON Schema (as JSON text) the result must match; the result is then structured JSON.
+    It may nest at most 32 levels; a schema that is not valid is refused with Accepted=False
+    (InvalidSpec) before any runner starts."""
     model: ModelSpec
     """Model provider, name, sampling parameters and API key reference."""
     tools: ToolsSpec = Field(default_factory=ToolsSpec, json_schema_extra=defaulted(ToolsSpec))
@@ -614,6 +810,32 @@ class AgentTaskSpec(ApiModel):
     """Higher runs first when tasks are queued."""
     queue: str | None = Field(default=None, min_length=1, max_length=63, pattern=DNS_LABEL)
     """Queue (concurrency class); also passed to Kueue as kueue.x-k8s.io/queue-name."""
+
+    @field_validator("output_schema")
+    @classmethod
+    def _usable_output_schema(cls, text: str | None) -> str | None:
+        """A JSON Schema the runner can use (CEL cannot parse JSON, so this is checked here)."""
+        if text is not None:
+            from opspawn.api.output_schema import OutputSchemaError, check_output_schema
+
+            try:
+                check_output_schema(text)
+            except OutputSchemaError as error:
+                raise PydanticCustomError("output_schema", str(error)) from None
+        return text
+
+    @model_validator(mode="after")
+    def _fits_one_environment_variable(self) -> AgentTaskSpec:
+        """The spec as the runner receives it fits one environment variable."""
+        size = len(self.model_dump_json(by_alias=True, exclude_none=True).encode())
+        if size > SPEC_MAX_BYTES:
+            raise PydanticCustomError(
+                "spec_too_large",
+                "the spec is {size} bytes as JSON; at most {limit} fit the runner's environment"
+                " (shorten the goal, context, inputs, commands or hosts)",
+                {"size": size, "limit": SPEC_MAX_BYTES},
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- status

@@ -83,6 +83,9 @@ def _rewrite(node: JsonSchema, definitions: dict[str, JsonSchema]) -> JsonSchema
                     "message": f"keys must match {pattern}",
                 }
             )
+        elif key == "x-kubernetes-validations":
+            # Beside the key rules a patternProperties node gets (whichever comes first).
+            out[key] = [*value, *out.get(key, [])]
         elif key == "description":
             out[key] = " ".join(str(value).split())
         elif key == "propertyNames":
@@ -140,7 +143,7 @@ def agenttask_crd() -> JsonSchema:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object."},
             "kind": {"type": "string", "description": "Kind of this object: AgentTask."},
-            "metadata": {"type": "object"},
+            "metadata": at.metadata_schema(),
             "spec": spec_schema,
             "status": status_schema,
         },

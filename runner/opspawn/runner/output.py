@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import best_match
+
+from opspawn.api.output_schema import OutputSchemaError, parse_output_schema
+
+__all__ = ["Checked", "OutputContract", "OutputSchemaError"]
 
 _FENCED = re.compile(r"^\s*```(?:json)?\s*\n(?P<body>.*?)\n\s*```\s*$", re.DOTALL)
 """An answer wrapped in one Markdown code fence, as models like to write JSON."""
-
-
-class OutputSchemaError(ValueError):
-    """spec.outputSchema is not a usable JSON Schema object."""
 
 
 @dataclass(frozen=True)
@@ -40,26 +40,14 @@ class OutputContract:
     """The JSON Schema the final answer must match."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        """`schema` as `parse_output_schema` returns it (checked already)."""
         self.schema = schema
-        validator_class = validators.validator_for(schema, default=Draft202012Validator)
-        try:
-            validator_class.check_schema(schema)
-        except SchemaError as error:
-            raise OutputSchemaError(
-                f"outputSchema is not a valid JSON Schema: {error.message}"
-            ) from None
-        self._validator = validator_class(schema)
+        self._validator = validators.validator_for(schema, default=Draft202012Validator)(schema)
 
     @classmethod
     def parse(cls, text: str) -> OutputContract:
-        """The contract of spec.outputSchema (JSON text)."""
-        try:
-            schema = json.loads(text)
-        except ValueError as error:
-            raise OutputSchemaError(f"outputSchema is not JSON: {error}") from None
-        if not isinstance(schema, dict):
-            raise OutputSchemaError("outputSchema must be a JSON object")
-        return cls(schema)
+        """The contract of spec.outputSchema (JSON text); OutputSchemaError if unusable."""
+        return cls(parse_output_schema(text))
 
     def check(self, answer: str) -> Checked:
         """The answer's JSON value if it matches the schema, else what is wrong with it."""
@@ -69,7 +57,12 @@ class OutputContract:
             value = json.loads(text)
         except ValueError as error:
             return Checked(problem=f"the answer is not JSON ({error})")
-        invalid = best_match(self._validator.iter_errors(value))
+        except RecursionError:
+            return Checked(problem="the answer is nested too deeply to be read")
+        try:
+            invalid = best_match(self._validator.iter_errors(value))
+        except RecursionError:  # e.g. {"$ref": "#"}: the schema refers to itself without end
+            return Checked(problem="the output schema refers to itself without end")
         if invalid is None:
             return Checked(value=value)
         where = "/".join(str(part) for part in invalid.absolute_path)
