@@ -90,6 +90,21 @@ HEADLINES: dict[str, list[Headline]] = {
         )
     ],
     "status_lag": [Headline("status lag p99", "p99_ms", "ms", "target_p99_ms", "lower")],
+    "task_start": [
+        Headline(
+            "real node: apply to runner running, p50",
+            "p50_s",
+            "s",
+            "target_p50_s",
+            "lower",
+            limit="pod_start_p50_s",
+            ratio="ratio_p50_to_pod_start",
+        ),
+        Headline("real node: apply to runner running, p99", "p99_s", "s", "target_p99_s", "lower"),
+    ],
+    "pod_start": [
+        Headline("real node: plain Pod start, p50", "p50_s", "s", "target_p50_s", "lower")
+    ],
     "loop_step": [_loop_step("loop overhead per step")],
     "loop_step_signed": [_loop_step("loop overhead per step, events signed")],
     "cold_start_check_config": [_cold_start("runner cold start (config check)")],

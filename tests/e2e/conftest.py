@@ -40,7 +40,7 @@ from kubernetes import client, config
 
 from opspawn.dev.binaries import control_plane_binaries
 from opspawn.dev.helm import CHART, helm
-from opspawn.dev.image import build_project_image
+from opspawn.dev.image import ImageArchive, build_project_image
 from opspawn.dev.nats import NatsServer
 from opspawn.dev.operator_process import RUNNER_COMMAND
 from opspawn.dev.ports import free_port, is_listening
@@ -214,6 +214,12 @@ def kind_target(
 
 
 @pytest.fixture(scope="session")
+def project_image() -> ImageArchive:
+    """The project's image for the sources as they are at the start of the session."""
+    return build_project_image()
+
+
+@pytest.fixture(scope="session")
 def real_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevStack]:
@@ -224,7 +230,7 @@ def real_stack(
     if reason is not None:
         pytest.skip(reason)
     mock_model_port: int = request.getfixturevalue("mock_model_port")
-    image = build_project_image()
+    image: ImageArchive = request.getfixturevalue("project_image")
     stack = DevStack(tmp_path_factory.mktemp("real"), node="real")
     stack.start()
     try:
@@ -237,11 +243,11 @@ def real_stack(
 
 
 @pytest.fixture(scope="session")
-def real_target(real_stack: DevStack, mock_model_port: int) -> Cluster:
+def real_target(real_stack: DevStack, mock_model_port: int, project_image: ImageArchive) -> Cluster:
     assert real_stack.nats is not None and real_stack.postgres is not None
     assert real_stack.real_node is not None
     address = real_stack.real_node.address
-    repository, tag = build_project_image().reference.rsplit(":", 1)
+    repository, tag = project_image.reference.rsplit(":", 1)
     return Cluster(
         name="real",
         kubeconfig=real_stack.kubeconfig,
