@@ -70,7 +70,8 @@ EXCERPT_CHARS = 4096
 IN_PROGRESS_EVERY_SECONDS = 10.0
 COMMIT_RETRY_SECONDS = (0.5, 1, 2, 5)
 CONSUMER_CHECK_SECONDS = 5.0
-"""How often an idle consumer checks that its durable still exists."""
+"""How often an idle consumer checks that its durable still exists (which is also how an idle
+pipeline shows it is healthy)."""
 UNHEALTHY_AFTER_SECONDS = 15.0
 """The pipeline is unhealthy when no fetch round trip succeeded, or commits kept failing,
 for this long."""
@@ -217,9 +218,9 @@ class EventConsumer:
                     subscription = await self._recover(connection, subscription)
                     last_check = time.monotonic()
                     continue
-                self._last_fetch_ok = time.monotonic()
-                if not messages:
+                if not messages:  # says nothing: a frozen server times out the same way
                     continue
+                self._last_fetch_ok = time.monotonic()
                 self._fetched_through = max(self._fetched_through, *map(_stream_sequence, messages))
                 sorted_ = await self._sort(messages)
                 self._mirror.observe(self._of_current_attempts(e for _, e in sorted_.events))
@@ -450,6 +451,9 @@ class EventConsumer:
         except UnreadableEventError as error:
             return poison(str(error))
         task = self._tasks.task(uid)
+        if task is None and (deleted := self._tasks.deleted_task(uid, namespace)) is not None:
+            # Its runner still flushing as the Job goes: no forgery, nothing to mirror.
+            return poison(f"TaskDeleted: task {namespace}/{deleted} was deleted before this event")
         if task is None or task.namespace != namespace:
             return rejected("UnknownTask", "no such task in scope", uid, namespace)
         try:
