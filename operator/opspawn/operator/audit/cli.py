@@ -570,10 +570,11 @@ def security(
         return
     click.echo(
         _table(
-            ("RECEIVED", "REASON", "NAMESPACE", "TASK UID", "SUBJECT", "DETAIL"),
+            ("RECEIVED", "COUNT", "REASON", "NAMESPACE", "TASK UID", "SUBJECT", "DETAIL"),
             (
                 (
                     _time(row.received_at),
+                    _count(row.count),
                     _one_line(row.reason, 40),
                     _one_line(_or_dash(row.namespace), 63),
                     _one_line(_or_dash(row.task_uid), 40),
@@ -582,9 +583,42 @@ def security(
                 )
                 for row in rows
             ),
-            right=set(),
+            right={"COUNT"},
         )
     )
+
+
+# --------------------------------------------------------------------------- prune
+
+
+@audit.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    type=TIME,
+    required=True,
+    help="Prune what is older than this: a duration (30d, 12h) or an ISO time.",
+)
+@click.option(
+    "--attempts/--no-attempts",
+    default=False,
+    show_default=True,
+    help="Also prune finished attempts (by finish time) with their events.",
+)
+@click.pass_context
+def prune(ctx: click.Context, older_than: datetime, attempts: bool) -> None:
+    """Delete security events (by when the last of a row's rejections arrived) and dead
+    letters older than --older-than; with --attempts also finished attempts and their events.
+    Unfinished attempts are never pruned."""
+    with _opened(ctx) as store:
+        pruned = store.prune(older_than, attempts=attempts)
+    counts = [
+        f"{pruned.security_events} security events",
+        f"{pruned.dead_letters} dead letters",
+    ]
+    if attempts:
+        counts.append(f"{pruned.attempts} attempts with {pruned.events} events")
+    click.echo(f"pruned {', '.join(counts)} older than {_time(older_than)}")
 
 
 # --------------------------------------------------------------------------- migrate

@@ -152,8 +152,18 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class PruneCounts:
+    """How many rows `AuditStore.prune` deleted, per table."""
+
+    security_events: int = 0
+    dead_letters: int = 0
+    attempts: int = 0
+    events: int = 0
+
+
+@dataclass(frozen=True)
 class SecurityEventRecord:
-    """One stored rejection."""
+    """One stored rejection, or several of one source within one window."""
 
     id: int
     received_at: datetime
@@ -165,7 +175,12 @@ class SecurityEventRecord:
     event_id: str | None
     excerpt: str
     fingerprint: str
-    """SHA-256 of the row's content: the same rejection is stored once."""
+    """SHA-256 of the source and time window the row aggregates."""
+    count: int = 1
+    """How many rejections of this source within the window the row stands for (a batch
+    retried after a lost commit acknowledgement may count twice: a lower bound, nearly)."""
+    last_received_at: datetime | None = None
+    """When the last of them arrived (None on rows stored before schema revision 0003)."""
 
     def to_json(self) -> dict[str, Any]:
         return {key: _json_value(value) for key, value in asdict(self).items()}

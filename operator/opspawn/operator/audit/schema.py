@@ -123,8 +123,11 @@ events = sa.Table(
 
 # The two tables below hold what an untrusted sender put on the wire: no length limits in the
 # database (the store cuts excerpt and detail itself), so no input can make a batch fail.
-# `fingerprint` (SHA-256 of the row's content, received_at included) makes their inserts
-# idempotent: a batch retried after a commit whose acknowledgement was lost adds nothing.
+# `fingerprint` (SHA-256) makes their inserts idempotent. For a dead letter it is of the row's
+# content, so a batch retried after a commit whose acknowledgement was lost adds nothing. For a
+# security event it is of its source and time window (see `AuditStore`): the rejections of one
+# source within one window are one row, `count` says how many, `received_at` and
+# `last_received_at` when the first and the last arrived, and the rest is the first one's.
 security_events = sa.Table(
     "security_events",
     metadata,
@@ -138,8 +141,11 @@ security_events = sa.Table(
     sa.Column("event_id", sa.Text()),
     sa.Column("excerpt", sa.Text(), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("count", sa.BigInteger(), nullable=False, server_default="1"),
+    sa.Column("last_received_at", UTCDateTime()),
     sa.Index("ix_security_events_received_at", "received_at"),
     sa.Index("uq_security_events_fingerprint", "fingerprint", unique=True),
+    sa.Index("ix_security_events_last_received_at", "last_received_at"),
 )
 
 dead_letters = sa.Table(

@@ -40,6 +40,15 @@ Who wins where operator and runner both know a field
     code while no snapshot has). `None` in a snapshot never erases anything. Whatever order the
     two arrive in, the row ends up the same.
 
+Rejected input is bounded
+    Security events are aggregated per source and time window: all rejections with the same
+    reason, subject, namespace and task uid received within one `rejection_window_seconds`
+    (60 s by default) are one row whose `count` grows. A rejection naming a task that does not
+    exist (`UnknownTask`) has an attacker's choice of subject, namespace and uid, so those are
+    aggregated by reason and window alone (the row keeps the first one's). A flood therefore
+    adds at most a row per source and minute, and `prune` (`opspawn audit prune`) removes
+    rows by age.
+
 What the store never refuses
     The consumer retries a failed batch until it commits, so nothing a sender controls may make
     a batch fail for good: NUL characters (which Postgres cannot store in text or JSONB) are
@@ -87,6 +96,7 @@ from opspawn.operator.audit.records import (
     EXCERPT_MAX_CHARS,
     DeadLetter,
     EventRecord,
+    PruneCounts,
     Rejected,
     SecurityEventRecord,
     TaskRecord,
@@ -111,6 +121,15 @@ MIGRATION_LOCK_KEY = 0x6F70_7370_6175_6474
 """Postgres advisory lock held while migrating, so that racing operators migrate one by one."""
 
 CONNECT_TIMEOUT_SECONDS = 10
+
+REJECTION_WINDOW_SECONDS = 60
+"""Rejections of one source within this many seconds are one `security_events` row."""
+
+SOURCELESS_REASONS = frozenset({"UnknownTask"})
+"""Rejections whose subject, namespace and uid are whatever the sender made up: aggregated by
+reason and window alone, so inventing new ones cannot add rows."""
+
+TERMINAL_PHASES = ("Succeeded", "Failed", "Cancelled", "TimedOut")
 
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -442,10 +461,18 @@ class AuditStore:
     Thread-safe: it holds a connection pool, and every method uses a connection of its own.
     """
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        rejection_window_seconds: int = REJECTION_WINDOW_SECONDS,
+    ) -> None:
         """`create=False` refuses to create a SQLite database file that does not exist yet
-        (what a reader wants); Postgres databases are never created here."""
+        (what a reader wants); Postgres databases are never created here. Rejections of one
+        source within `rejection_window_seconds` are aggregated into one row."""
         self._url = normalise_url(url)
+        self._rejection_window = max(1, rejection_window_seconds)
         self._dialect = self._url.get_backend_name()
         self._engine = self._create_engine(create)
         # Writers take SQLite's write lock when they begin, so two writers never deadlock
@@ -454,9 +481,7 @@ class AuditStore:
         self._insert_events = self._build_insert_events()
         self._upsert_from_events = self._build_upsert_from_events()
         self._upsert_snapshot = self._build_upsert_snapshot()
-        self._insert_security_events = self._insert(security_events_table).on_conflict_do_nothing(
-            index_elements=[security_events_table.c.fingerprint]
-        )
+        self._insert_security_events = self._build_upsert_security_events()
         self._insert_dead_letters = self._insert(dead_letters_table).on_conflict_do_nothing(
             index_elements=[dead_letters_table.c.fingerprint]
         )
@@ -578,12 +603,62 @@ class AuditStore:
                 )
             if rejections:
                 connection.execute(
-                    self._insert_security_events, [_security_row(item) for item in rejections]
+                    self._insert_security_events,
+                    _aggregated(rejections, self._rejection_window),
                 )
             if dead_letters:
                 connection.execute(
                     self._insert_dead_letters, [_dead_letter_row(item) for item in dead_letters]
                 )
+
+    def _build_upsert_security_events(self) -> Any:
+        """Insert a source's window row, or add to its count and move its last time on."""
+        statement = self._insert(security_events_table)
+        new, old = statement.excluded, security_events_table.c
+        greatest = sa.func.greatest if self._dialect == "postgresql" else sa.func.max
+        return statement.on_conflict_do_update(
+            index_elements=[old.fingerprint],
+            set_={
+                "count": old["count"] + new["count"],
+                "last_received_at": greatest(
+                    sa.func.coalesce(old.last_received_at, old.received_at), new.last_received_at
+                ),
+            },
+        )
+
+    def prune(self, before: datetime, *, attempts: bool = False) -> PruneCounts:
+        """Delete what is older than `before`: security events last seen and dead letters
+        received before it; with `attempts`, also the finished attempts (by finish time)
+        and their events. Unfinished attempts are never pruned."""
+        s, d = security_events_table.c, dead_letters_table.c
+        with self._writer.begin() as connection:
+            security = connection.execute(
+                sa.delete(security_events_table).where(
+                    sa.func.coalesce(s.last_received_at, s.received_at) < before
+                )
+            ).rowcount
+            letters = connection.execute(
+                sa.delete(dead_letters_table).where(d.received_at < before)
+            ).rowcount
+            pruned_attempts = pruned_events = 0
+            if attempts:
+                t, e = tasks_table.c, events_table.c
+                old = sa.and_(t.finished_at < before, t.phase.in_(TERMINAL_PHASES))
+                keys = connection.execute(sa.select(t.task_uid, t.attempt).where(old)).all()
+                for start in range(0, len(keys), INSERT_CHUNK_ROWS):
+                    chunk = [tuple(key) for key in keys[start : start + INSERT_CHUNK_ROWS]]
+                    pruned_events += connection.execute(
+                        sa.delete(events_table).where(sa.tuple_(e.task_uid, e.attempt).in_(chunk))
+                    ).rowcount
+                    pruned_attempts += connection.execute(
+                        sa.delete(tasks_table).where(sa.tuple_(t.task_uid, t.attempt).in_(chunk))
+                    ).rowcount
+        return PruneCounts(
+            security_events=security,
+            dead_letters=letters,
+            attempts=pruned_attempts,
+            events=pruned_events,
+        )
 
     def _build_insert_events(self) -> Any:
         """`INSERT INTO events … ON CONFLICT (event_id) DO NOTHING RETURNING event_id`.
@@ -969,18 +1044,50 @@ def _fingerprinted(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _security_row(item: Rejected) -> dict[str, Any]:
-    return _fingerprinted(
-        {
-            "received_at": item.received_at,
-            "subject": _bounded(item.subject, EXCERPT_MAX_CHARS),
-            "reason": _bounded(item.reason, 256),
-            "detail": _bounded(item.detail, DETAIL_MAX_CHARS),
-            "task_uid": _optional_text(item.task_uid and item.task_uid[:256]),
-            "namespace": _optional_text(item.namespace and item.namespace[:256]),
-            "event_id": _optional_text(item.event_id and item.event_id[:512]),
-            "excerpt": _bounded(item.excerpt, EXCERPT_MAX_CHARS),
-        }
-    )
+    return {
+        "received_at": item.received_at,
+        "subject": _bounded(item.subject, EXCERPT_MAX_CHARS),
+        "reason": _bounded(item.reason, 256),
+        "detail": _bounded(item.detail, DETAIL_MAX_CHARS),
+        "task_uid": _optional_text(item.task_uid and item.task_uid[:256]),
+        "namespace": _optional_text(item.namespace and item.namespace[:256]),
+        "event_id": _optional_text(item.event_id and item.event_id[:512]),
+        "excerpt": _bounded(item.excerpt, EXCERPT_MAX_CHARS),
+    }
+
+
+def _source_window(row: dict[str, Any], window_seconds: int) -> str:
+    """The fingerprint of a rejection's source and time window (see the module docstring)."""
+    received: datetime = row["received_at"]
+    received = received.replace(tzinfo=received.tzinfo or UTC)
+    window = int(received.timestamp()) // window_seconds
+    if row["reason"] in SOURCELESS_REASONS:
+        source: list[Any] = [row["reason"], window]
+    else:
+        source = [row["reason"], row["subject"], row["namespace"], row["task_uid"], window]
+    return hashlib.sha256(_dumps(source).encode()).hexdigest()
+
+
+def _aggregated(rejections: Iterable[Rejected], window_seconds: int) -> list[dict[str, Any]]:
+    """One row per source and window: the first rejection's, counting them all."""
+    rows: dict[str, dict[str, Any]] = {}
+    for item in sorted(
+        rejections, key=lambda r: r.received_at.replace(tzinfo=r.received_at.tzinfo or UTC)
+    ):
+        row = _security_row(item)
+        fingerprint = _source_window(row, window_seconds)
+        first = rows.get(fingerprint)
+        if first is None:
+            rows[fingerprint] = {
+                **row,
+                "fingerprint": fingerprint,
+                "count": 1,
+                "last_received_at": row["received_at"],
+            }
+        else:
+            first["count"] += 1
+            first["last_received_at"] = row["received_at"]
+    return list(rows.values())
 
 
 def _dead_letter_row(item: DeadLetter) -> dict[str, Any]:

@@ -172,6 +172,7 @@ def test_security_lists_rejections(populated: AuditStore, url: str) -> None:
     lines = ok(url, "security").splitlines()
     assert lines[0].split() == [
         "RECEIVED",
+        "COUNT",
         "REASON",
         "NAMESPACE",
         "TASK",
@@ -235,7 +236,7 @@ def test_a_large_result_shows_whole_and_its_parts_as_short_lines(
 
 def test_migrate_creates_the_schema(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
-    assert "at schema revision 0002" in ok(url, "migrate")
+    assert "at schema revision 0003" in ok(url, "migrate")
     assert ok(url, "list", "-o", "json").strip() == "[]"
 
 

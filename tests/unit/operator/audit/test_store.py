@@ -65,9 +65,9 @@ def test_migrate_creates_the_schema_once(url: str) -> None:
     try:
         assert store.schema_revision() is None
         store.migrate()
-        assert store.schema_revision() == AuditStore.head_revision() == "0002"
+        assert store.schema_revision() == AuditStore.head_revision() == "0003"
         store.migrate()
-        assert store.schema_revision() == "0002"
+        assert store.schema_revision() == "0003"
     finally:
         store.close()
 
@@ -86,7 +86,7 @@ def test_a_database_at_the_first_revision_is_migrated_with_its_rows(url: str) ->
     with AuditStore(url) as store:
         assert store.schema_revision() == "0001"
         store.migrate()
-        assert store.schema_revision() == "0002"
+        assert store.schema_revision() == "0003"
         (old,) = store.attempts("old")
         assert (old.result_text, old.result_parts) == ("cut…", None)
 
@@ -104,17 +104,108 @@ def test_replaying_a_batch_leaves_the_database_unchanged(store: AuditStore, url:
     store.record_batch(events, rejected, poison)
     store.record_batch(list(reversed(events)), rejected * 2)
 
-    assert dump(url) == before
+    after = dump(url)
+    assert after.pop("security_events") != before.pop("security_events")  # counted, see below
+    assert after == before
     assert len(before["events"]) == len(events) == store.count_events(UID)
     assert len(before["tasks"]) == 1
-    assert len(before["security_events"]) == len(before["dead_letters"]) == 1
+    assert len(before["dead_letters"]) == 1
+    (aggregated,) = store.security_events()
+    assert aggregated.count == 4  # rejections are counted per source, not deduplicated
 
 
-def test_the_same_rejection_received_again_is_a_new_row(store: AuditStore) -> None:
-    first = Rejected(received_at=NOW, subject="opspawn.events.x.y", reason="UnknownTask")
+def test_rejections_of_one_source_within_a_window_are_one_counted_row(
+    store: AuditStore,
+) -> None:
+    first = Rejected(
+        received_at=NOW,
+        subject="opspawn.events.team-a.uid-1",
+        reason="VerificationFailed",
+        namespace="team-a",
+        task_uid="uid-1",
+        excerpt="first",
+    )
+    store.record_batch([], [first] * 3)
+    store.record_batch([], [dataclasses.replace(first, received_at=NOW + timedelta(seconds=30))])
+    store.record_batch([], [dataclasses.replace(first, task_uid="uid-2")])  # another source
+
+    rows = sorted(store.security_events(), key=lambda row: row.count)
+    assert [(row.task_uid, row.count) for row in rows] == [("uid-2", 1), ("uid-1", 4)]
+    assert rows[1].excerpt == "first"
+    assert (rows[1].received_at, rows[1].last_received_at) == (NOW, NOW + timedelta(seconds=30))
+
+
+def test_the_next_window_starts_a_new_row(store: AuditStore) -> None:
+    first = Rejected(received_at=NOW, subject="s", reason="VerificationFailed", task_uid="u")
     store.record_batch([], [first])
-    store.record_batch([], [dataclasses.replace(first, received_at=NOW + timedelta(seconds=1))])
-    assert len(store.security_events()) == 2
+    store.record_batch([], [dataclasses.replace(first, received_at=NOW + timedelta(minutes=2))])
+
+    assert [row.count for row in store.security_events()] == [1, 1]
+
+
+def test_a_flood_of_made_up_tasks_adds_one_row_per_window(store: AuditStore) -> None:
+    """Subject, namespace and uid of an unknown task are the sender's invention."""
+    junk = [
+        Rejected(
+            received_at=NOW,
+            subject=f"opspawn.events.ns-{i}.uid-{i}",
+            reason="UnknownTask",
+            namespace=f"ns-{i}",
+            task_uid=f"uid-{i}",
+        )
+        for i in range(500)
+    ]
+    store.record_batch([], junk[:250])
+    store.record_batch([], junk[250:])
+
+    (row,) = store.security_events()
+    assert row.count == 500
+    assert row.reason == "UnknownTask"
+
+
+def test_prune_removes_rejections_and_dead_letters_by_age_and_keeps_the_rest(
+    store: AuditStore,
+) -> None:
+    old = Rejected(received_at=NOW, subject="s", reason="VerificationFailed", task_uid="u")
+    recent = dataclasses.replace(old, received_at=NOW + timedelta(days=10), task_uid="v")
+    store.record_batch(
+        attempt_events(steps=2),
+        [old, recent],
+        [DeadLetter(received_at=NOW, subject="x", stream_sequence=1, reason="not JSON")],
+    )
+
+    pruned = store.prune(NOW + timedelta(days=1))
+
+    assert (pruned.security_events, pruned.dead_letters, pruned.attempts) == (1, 1, 0)
+    assert [row.task_uid for row in store.security_events()] == ["v"]
+    assert store.count_events(UID) > 0  # attempts are kept unless asked for
+
+
+def test_prune_of_attempts_removes_only_finished_ones_with_their_events(
+    store: AuditStore,
+) -> None:
+    store.record_batch(attempt_events(steps=2))
+    store.record_batch(attempt_events(steps=1, attempt=2))
+    finished = NOW - timedelta(days=40)
+    store.record_task(
+        TaskSnapshot(
+            task_uid=UID,
+            attempt=1,
+            namespace="team-a",
+            name="t",
+            phase="Failed",
+            finished_at=finished,
+        )
+    )
+    store.record_task(
+        TaskSnapshot(task_uid=UID, attempt=2, namespace="team-a", name="t", phase="Running")
+    )
+
+    pruned = store.prune(NOW, attempts=True)
+
+    assert pruned.attempts == 1 and pruned.events > 0
+    assert [a.attempt for a in store.attempts(UID)] == [2]
+    assert {e.attempt for e in store.events(UID)} == {2}
 
 
 def test_duplicates_inside_one_batch_are_stored_once(store: AuditStore) -> None:
