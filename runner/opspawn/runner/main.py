@@ -35,6 +35,9 @@ Environment
                                                 with memory.longTerm.enabled
     OPSPAWN_WEAVIATE_GRPC_ADDRESS     no        Weaviate's gRPC host:port (default: the
                                                 URL's host, port 50051)
+    OPSPAWN_WEAVIATE_API_KEY          see note  secret: the namespace's Weaviate API key
+                                                (the operator's Secret opspawn-memory);
+                                                without it memory is unavailable
     OPSPAWN_EMBEDDING_MODEL           no        the provider's embedding model for memory
                                                 (default: the offline WordLlama embedder)
     OPSPAWN_PRICES                    no        price-table overrides: JSON text, or the

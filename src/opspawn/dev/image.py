@@ -281,11 +281,12 @@ def build_project_image() -> ImageArchive:
 def _build_with_buildah(image: ImageArchive, base: ImageArchive) -> None:
     log = _log_path("opspawn")
     _say(f"building {image.reference} with buildah on {base.reference} (log: {log})")
+    _remove_build_leftovers(base)
     with tempfile.TemporaryDirectory(dir=images_dir()) as staging:
         context = Path(staging) / "context"
         _copy_context(context)
         pip_dir = Path(staging) / "pip"
-        _write_host_pip_settings(pip_dir)
+        write_build_pip_settings(pip_dir)
         started = time.monotonic()
         _run(
             [
@@ -298,6 +299,8 @@ def _build_with_buildah(image: ImageArchive, base: ImageArchive) -> None:
                 "nofile=20000:20000",
                 "--ulimit",
                 "nproc=20000:20000",
+                # Keep the dependency layer: a source change then reinstalls only the project.
+                "--layers",
                 "--build-arg",
                 f"BASE_IMAGE={base.reference}",
                 "--volume",
@@ -344,7 +347,7 @@ def host_pip_settings() -> dict[str, str]:
     return settings
 
 
-def _write_host_pip_settings(directory: Path) -> None:
+def write_build_pip_settings(directory: Path) -> None:
     """pip.conf (plus copies of the files it names) for the build stage to mount read-only."""
     directory.mkdir()
     settings = host_pip_settings()
@@ -357,11 +360,49 @@ def _write_host_pip_settings(directory: Path) -> None:
     (directory / "pip.conf").write_text(f"[global]\n{body}")
 
 
+def _remove_build_leftovers(base: ImageArchive) -> None:
+    """Remove the working containers an interrupted build left on the base (called under the
+    image lock, so no build of ours is running; nothing else builds on this base)."""
+    listed = subprocess.run(
+        ["buildah", "containers", "--quiet", "--filter", f"ancestor={base.reference}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if listed:
+        subprocess.run(["buildah", "rm", *listed], capture_output=True, check=False)
+
+
 def _prune_older_archives(current: ImageArchive) -> None:
-    """Keep one project archive: each is a few hundred MB."""
-    for archive in images_dir().glob("opspawn-[0-9]*.tar"):
-        if archive != current.archive:
+    """Keep the current project image and the one before it (another process may still be
+    importing that one), archives and tags: each is several hundred MB. An older image still
+    used by a container stays in buildah's storage (its removal is refused)."""
+    archives = sorted(
+        images_dir().glob("opspawn-[0-9]*.tar"), key=lambda path: path.stat().st_mtime
+    )
+    kept = {current.archive, *archives[-2:]}
+    for archive in archives:
+        if archive not in kept:
             archive.unlink(missing_ok=True)
+    if shutil.which("buildah") is None:
+        return
+    kept_tags = {f"{IMAGE_NAME}:{path.name.removeprefix('opspawn-')[:-4]}" for path in kept}
+    tags = subprocess.run(
+        [
+            "buildah",
+            "images",
+            "--format",
+            "{{.Name}}:{{.Tag}}",
+            "--filter",
+            f"reference={IMAGE_NAME}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    for tag in tags:
+        if tag not in kept_tags:
+            subprocess.run(["buildah", "rmi", tag], capture_output=True, check=False)
 
 
 def _docker_has_buildx() -> bool:
