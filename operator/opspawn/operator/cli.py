@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import SecretStr
 
 from opspawn.operator.lean_imports import refuse_unused_kubernetes_clients
 from opspawn.operator.nats_auth import NatsCredentialError, NatsIssuer
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
+from opspawn.runner.memory.endpoint import MAX_API_KEY_CHARS, GrpcAddressError, WeaviateAddress
 
 IMAGE_REPOSITORY = "ghcr.io/opspawn/opspawn"
 DEFAULT_RUNNER_IMAGE = f"{IMAGE_REPOSITORY}:{importlib.metadata.version('opspawn')}"
@@ -57,6 +59,35 @@ def _nats_issuer(account: str | None, seed_file: str | None) -> NatsIssuer | Non
         raise click.BadParameter(str(error), param_hint="--nats-signing-key-file") from None
 
 
+def _weaviate_admin_key(options: Mapping[str, Any]) -> SecretStr | None:
+    """The root API key the operator provisions namespaces with (--weaviate-api-key-file):
+    required with --weaviate-url, since runners must not reach Weaviate anonymously."""
+    url, key_file = options["weaviate_url"], options["weaviate_api_key_file"]
+    if url is None:
+        return None
+    try:
+        WeaviateAddress.parse(url, options["weaviate_grpc_address"])
+    except GrpcAddressError as error:
+        raise click.BadParameter(str(error), param_hint="--weaviate-grpc-address") from None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--weaviate-url") from None
+    if key_file is None:
+        raise click.BadParameter(
+            "Weaviate must run with authentication and RBAC: give its root user's API key "
+            "with --weaviate-api-key-file",
+            param_hint="--weaviate-url",
+        )
+    try:
+        key = Path(key_file).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise click.BadParameter(
+            f"cannot read it ({type(error).__name__})", param_hint="--weaviate-api-key-file"
+        ) from None
+    if not key or len(key) > MAX_API_KEY_CHARS or not key.isprintable():
+        raise click.BadParameter("holds no API key", param_hint="--weaviate-api-key-file")
+    return SecretStr(key)
+
+
 def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
     """The operator's settings from the options `opspawn operator` parsed (click's params)."""
     return OperatorSettings(
@@ -86,6 +117,7 @@ def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
             },
         ),
         namespaces=options["namespaces"],
+        weaviate_api_key=_weaviate_admin_key(options),
         database_url=options["database_url"],
         migrate=options["migrate"],
         stall_seconds=options["stall_seconds"],
@@ -150,6 +182,14 @@ def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
     default=None,
     metavar="HOST:PORT",
     help="Weaviate's gRPC endpoint (default: the URL's host, port 50051).",
+)
+@click.option(
+    "--weaviate-api-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File with the API key of a root user of Weaviate (required with --weaviate-url): "
+    "the operator creates a user and role per namespace with it, and each namespace's "
+    "runners get that namespace's key only.",
 )
 @click.option(
     "--embedding-model",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING
 
 import kopf
+from kubernetes_asyncio.client import ApiClient
 
 from opspawn.operator.audit import AuditStore
 from opspawn.operator.consumer import ConsumerSettings, EventConsumer, durable_name
@@ -21,6 +23,9 @@ from opspawn.operator.settings import OperatorSettings
 from opspawn.operator.signing_keys import SigningKeys
 from opspawn.operator.stream import keep_ensuring_stream
 from opspawn.operator.views import JobView, TaskView
+
+if TYPE_CHECKING:
+    from opspawn.operator.memory_access import MemoryAccess
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +94,22 @@ def kopf_operator(
     )
 
 
+def _memory_access(settings: OperatorSettings, api: ApiClient) -> MemoryAccess | None:
+    """Per-namespace Weaviate credentials, when the operator has a Weaviate; the Weaviate
+    client (with gRPC) is imported only then."""
+    if settings.runner.weaviate_url is None:
+        return None
+    from opspawn.operator.memory_access import memory_access
+
+    return memory_access(settings, api)
+
+
 async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None) -> None:
     api = await load_api_client(kubeconfig)
     kube = KubeClient(api)
     audit = await _open_audit_store(settings)
-    reconciler = Reconciler(settings, kube, audit=audit)
+    memory = _memory_access(settings, api)
+    reconciler = Reconciler(settings, kube, audit=audit, memory=memory)
     pipeline = None if audit is None else _event_pipeline(settings, kube, reconciler, audit)
 
     def ready() -> bool:
@@ -132,6 +148,8 @@ async def run_operator(settings: OperatorSettings, kubeconfig: str | None = None
             task.cancel()
         await asyncio.gather(operator, *background, return_exceptions=True)
         await health.stop()
+        if memory is not None:
+            await memory.close()
         await api.close()
         if audit is not None:
             audit.close()

@@ -24,7 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, Json, SecretStr, ValidationEr
 
 from opspawn.api.agenttask import AgentTaskSpec, Provider
 from opspawn.api.events import MIN_KEY_BYTES, SigningKey, TaskRef
-from opspawn.runner.memory.endpoint import GrpcAddressError, MemoryEndpoint, WeaviateAddress
+from opspawn.runner.memory.endpoint import (
+    MAX_API_KEY_CHARS,
+    GrpcAddressError,
+    MemoryEndpoint,
+    WeaviateAddress,
+)
 from opspawn.runner.output import OutputContract, OutputSchemaError
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ MODEL_BASE_URL = "OPSPAWN_MODEL_BASE_URL"
 PRICES = "OPSPAWN_PRICES"
 WEAVIATE_URL = "OPSPAWN_WEAVIATE_URL"
 WEAVIATE_GRPC_ADDRESS = "OPSPAWN_WEAVIATE_GRPC_ADDRESS"
+WEAVIATE_API_KEY = "OPSPAWN_WEAVIATE_API_KEY"
 EMBEDDING_MODEL = "OPSPAWN_EMBEDDING_MODEL"
 LOG_LEVEL = "OPSPAWN_LOG_LEVEL"
 
@@ -100,6 +106,9 @@ class _TaskEnvironment(_Environment):
     weaviate_url: str | None = Field(default=None, alias=WEAVIATE_URL, max_length=2048)
     weaviate_grpc_address: str | None = Field(
         default=None, alias=WEAVIATE_GRPC_ADDRESS, max_length=512
+    )
+    weaviate_api_key: SecretStr | None = Field(
+        default=None, alias=WEAVIATE_API_KEY, max_length=MAX_API_KEY_CHARS
     )
     embedding_model: str | None = Field(
         default=None, alias=EMBEDDING_MODEL, max_length=256, pattern=r"^[\w./:-]+$"
@@ -230,7 +239,9 @@ def load_task(env: Mapping[str, str]) -> TaskInput:
         model_base_url=raw.model_base_url,
         prices=prices,
         output=output,
-        memory=MemoryEndpoint(weaviate=weaviate, embedding_model=raw.embedding_model),
+        memory=MemoryEndpoint(
+            weaviate=weaviate, api_key=raw.weaviate_api_key, embedding_model=raw.embedding_model
+        ),
     )
 
 

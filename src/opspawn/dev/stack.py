@@ -231,6 +231,7 @@ class DevStack:
                     [
                         f"--weaviate-url={self.weaviate.url}",
                         f"--weaviate-grpc-address={self.weaviate.grpc_address}",
+                        f"--weaviate-api-key-file={self.weaviate.admin_key_file}",
                     ]
                     if self.weaviate
                     else []

@@ -4,11 +4,17 @@
 `WeaviateServer` runs one single-node server with its data under a work directory: every port
 it opens (HTTP, gRPC, gossip, data, Raft, Raft RPC) is a free one, so parallel test workers
 never collide, and Go profiling, telemetry and vectorizer modules are off.
+
+It runs as production should: anonymous access off, API-key authentication, RBAC on, and
+database users (created through the API, each with a key of its own) on. One root user,
+`ADMIN_USER`, holds `admin_key` (made fresh per server, never logged): it is the operator's,
+which creates a user and a role per namespace for the runners (`opspawn.operator.memory_access`).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +24,8 @@ from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.tools import WEAVIATE, tool_binary
 
 NODE_NAME = "node1"
+ADMIN_USER = "opspawn-operator"
+"""The root user whose key the operator holds."""
 CLUSTER_PORTS = (
     "CLUSTER_GOSSIP_BIND_PORT",
     "CLUSTER_DATA_BIND_PORT",
@@ -29,11 +37,13 @@ CLUSTER_PORTS = (
 
 @dataclass
 class WeaviateServer:
-    """A single-node Weaviate with its data under `workdir`, anonymous access, no modules."""
+    """A single-node Weaviate with its data under `workdir`, API keys and RBAC, no modules."""
 
     workdir: Path
     http_port: int = 0
     grpc_port: int = 0
+    admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    """The root user's API key (`ADMIN_USER`); kept across restarts of this server."""
     process: ManagedProcess | None = None
     _cluster_ports: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -41,6 +51,11 @@ class WeaviateServer:
     def url(self) -> str:
         """The REST endpoint, as OPSPAWN_WEAVIATE_URL takes it."""
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        """A file (mode 0600) with `admin_key`, as `--weaviate-api-key-file` takes it."""
+        return self.workdir / "admin-key"
 
     @property
     def grpc_address(self) -> str:
@@ -54,6 +69,8 @@ class WeaviateServer:
             self._cluster_ports.setdefault(name, free_port())
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        self.admin_key_file.touch(mode=0o600)
+        self.admin_key_file.write_text(self.admin_key)
         self.process = ManagedProcess(
             name="weaviate",
             argv=[
@@ -76,7 +93,13 @@ class WeaviateServer:
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PERSISTENCE_DATA_PATH": str(data),
-            "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+            "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
+            "AUTHENTICATION_APIKEY_ENABLED": "true",
+            "AUTHENTICATION_APIKEY_ALLOWED_KEYS": self.admin_key,
+            "AUTHENTICATION_APIKEY_USERS": ADMIN_USER,
+            "AUTHENTICATION_DB_USERS_ENABLED": "true",
+            "AUTHORIZATION_RBAC_ENABLED": "true",
+            "AUTHORIZATION_RBAC_ROOT_USERS": ADMIN_USER,
             "DEFAULT_VECTORIZER_MODULE": "none",
             "API_BASED_MODULES_DISABLED": "true",
             "CLUSTER_HOSTNAME": NODE_NAME,

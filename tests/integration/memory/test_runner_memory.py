@@ -1,8 +1,9 @@
-"""Long-term memory through the runner process: real Weaviate, NATS and the fake model server
-with scripted tool calls. A fact one task remembers is recalled by a later task in the same
+"""Long-term memory through the runner process: real Weaviate (with RBAC, each namespace's
+runner holding the key the operator provisioned for it), NATS and the fake model server with
+scripted tool calls. A fact one task remembers is recalled by a later task in the same
 namespace (at the start, with its goal, and through the `recall` tool) and by none in another
-namespace; with Weaviate down a task goes on without memory, or fails with a clear reason when
-it requires memory."""
+namespace; with Weaviate down, or without a key, a task goes on without memory, or fails with a
+clear reason when it requires memory."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from opspawn.api.events import (
 from opspawn.dev.ports import free_port
 from opspawn.dev.weaviate import WeaviateServer
 from opspawn.fakes import FakeModelServer
+from opspawn.runner.memory.spaces import WORDLLAMA_SPACE, embedding_space
 from tests.integration.conftest import Serve
+from tests.integration.memory.conftest import Provision
 from tests.integration.runner_loop.conftest import Run, RunnerProcess, stored_events, task_spec
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -90,8 +93,11 @@ async def run_task(
     *,
     namespace: str,
     weaviate: tuple[str, str],
+    key: str | None,
     **env: str,
 ) -> tuple[RunnerProcess, str]:
+    """Run the task with the namespace's Weaviate `key` (None: none, as when the operator
+    could not provision one)."""
     uid = str(uuid.uuid4())
     runner = await start_runner(
         spec,
@@ -100,6 +106,7 @@ async def run_task(
         OPSPAWN_TASK_UID=uid,
         OPSPAWN_WEAVIATE_URL=weaviate[0],
         OPSPAWN_WEAVIATE_GRPC_ADDRESS=weaviate[1],
+        **({"OPSPAWN_WEAVIATE_API_KEY": key} if key is not None else {}),
         **env,
     )
     return runner, uid
@@ -114,10 +121,16 @@ async def test_a_remembered_fact_is_recalled_later_in_its_namespace_only(
     serve: Serve,
     start_runner: Run,
     event_stream: NatsClient,
+    *,
     weaviate_server: WeaviateServer,
     collection: str,
+    provision: Provision,
 ) -> None:
     weaviate = (weaviate_server.url, weaviate_server.grpc_address)
+    key_a, key_b = (
+        await provision("team-a", WORDLLAMA_SPACE),
+        await provision("team-b", WORDLLAMA_SPACE),
+    )
     writer_model = await serve(REMEMBER_IT)
     writer, writer_uid = await run_task(
         start_runner,
@@ -125,6 +138,7 @@ async def test_a_remembered_fact_is_recalled_later_in_its_namespace_only(
         memory_spec(collection, "Remember when staging is upgraded."),
         namespace="team-a",
         weaviate=weaviate,
+        key=key_a,
     )
     assert await writer.finish() == 0, writer.stderr
 
@@ -135,6 +149,7 @@ async def test_a_remembered_fact_is_recalled_later_in_its_namespace_only(
         memory_spec(collection, QUESTION),
         namespace="team-a",
         weaviate=weaviate,
+        key=key_a,
     )
     stranger, stranger_uid = await run_task(
         start_runner,
@@ -142,6 +157,7 @@ async def test_a_remembered_fact_is_recalled_later_in_its_namespace_only(
         memory_spec(collection, QUESTION),
         namespace="team-b",
         weaviate=weaviate,
+        key=key_b,
     )
     assert await reader.finish() == 0, reader.stderr
     assert await stranger.finish() == 0, stranger.stderr
@@ -169,10 +185,13 @@ async def test_with_the_providers_embedding_model_memories_carry_over_too(
     serve: Serve,
     start_runner: Run,
     event_stream: NatsClient,
+    *,
     weaviate_server: WeaviateServer,
     collection: str,
+    provision: Provision,
 ) -> None:
     weaviate = (weaviate_server.url, weaviate_server.grpc_address)
+    key = await provision("team-a", embedding_space("openai", "text-embedding-3-small"))
     embedding = {"OPSPAWN_EMBEDDING_MODEL": "text-embedding-3-small"}
     writer_model, reader_model = await serve(REMEMBER_IT), await serve(RECALL_IT)
     writer, _ = await run_task(
@@ -181,6 +200,7 @@ async def test_with_the_providers_embedding_model_memories_carry_over_too(
         memory_spec(collection, "Remember when staging is upgraded."),
         namespace="team-a",
         weaviate=weaviate,
+        key=key,
         **embedding,
     )
     assert await writer.finish() == 0, writer.stderr
@@ -190,6 +210,7 @@ async def test_with_the_providers_embedding_model_memories_carry_over_too(
         memory_spec(collection, QUESTION),
         namespace="team-a",
         weaviate=weaviate,
+        key=key,
         **embedding,
     )
     assert await reader.finish() == 0, reader.stderr
@@ -208,7 +229,12 @@ async def test_with_weaviate_down_the_task_goes_on_without_memory(
     down = (f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")  # nothing listens
     model = await serve(REMEMBER_IT)
     runner, uid = await run_task(
-        start_runner, model, memory_spec(collection, QUESTION), namespace="team-a", weaviate=down
+        start_runner,
+        model,
+        memory_spec(collection, QUESTION),
+        namespace="team-a",
+        weaviate=down,
+        key="a-key-nobody-can-check",
     )
 
     assert await runner.finish() == 0, runner.stderr
@@ -230,7 +256,9 @@ async def test_with_weaviate_down_a_task_that_requires_memory_fails_clearly(
     down = (f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
     model = await serve(REMEMBER_IT)
     spec = memory_spec(collection, QUESTION, required=True)
-    runner, uid = await run_task(start_runner, model, spec, namespace="team-a", weaviate=down)
+    runner, uid = await run_task(
+        start_runner, model, spec, namespace="team-a", weaviate=down, key="a-key-nobody-can-check"
+    )
 
     assert await runner.finish() == 75, runner.stderr
 
@@ -242,3 +270,30 @@ async def test_with_weaviate_down_a_task_that_requires_memory_fails_clearly(
     message = runner.termination_message()["message"]
     assert message.startswith("MemoryUnavailable: long-term memory is required")
     assert "cannot connect to Weaviate" in message
+
+
+async def test_without_its_namespaces_key_a_runner_goes_on_without_memory(
+    serve: Serve,
+    start_runner: Run,
+    event_stream: NatsClient,
+    weaviate_server: WeaviateServer,
+    collection: str,
+) -> None:
+    weaviate = (weaviate_server.url, weaviate_server.grpc_address)
+    model = await serve(REMEMBER_IT)
+    runner, uid = await run_task(
+        start_runner,
+        model,
+        memory_spec(collection, QUESTION),
+        namespace="team-a",
+        weaviate=weaviate,
+        key=None,
+    )
+
+    assert await runner.finish() == 0, runner.stderr
+
+    events = events_of(await stored_events(event_stream), uid)
+    (unavailable,) = memory_events(events, "unavailable")
+    assert "OPSPAWN_WEAVIATE_API_KEY" in unavailable.detail
+    result = tool_result(events, "remember")
+    assert result.is_error and "long-term memory is unavailable" in result.content

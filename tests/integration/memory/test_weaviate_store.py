@@ -1,7 +1,9 @@
-"""The Weaviate memory store against a real Weaviate: namespaces are tenants that never see
-each other, expired memories are never recalled and get deleted (an injected clock instead of
-waiting), similarity and topK bound what is recalled, embedders do not mix, and runners may
-open a new collection at the same time."""
+"""The Weaviate memory store against a real Weaviate with RBAC, each namespace with the key
+the operator provisioned for it: namespaces are tenants that never see each other, expired
+memories are never recalled and get deleted (an injected clock instead of waiting), similarity
+and topK bound what is recalled, embedders do not mix, and tasks of several namespaces and
+embedders may be provisioned at the same time. (The attacks on other namespaces' memories
+are in tests/security/test_memory_isolation.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from opspawn.runner.memory.endpoint import WeaviateAddress
 from opspawn.runner.memory.longterm import LongTermMemory, RecallSettings
 from opspawn.runner.memory.weaviate_store import WeaviateMemoryStore
 from opspawn.runner.memory.wordllama_embedder import WordLlamaEmbedder
+from tests.integration.memory.conftest import Provision
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -75,9 +78,13 @@ Open = Callable[..., Awaitable[LongTermMemory]]
 
 @pytest.fixture
 async def open_memory(
-    weaviate_address: WeaviateAddress, collection: str, embedder: WordLlamaEmbedder
+    weaviate_address: WeaviateAddress,
+    collection: str,
+    embedder: WordLlamaEmbedder,
+    provision: Provision,
 ) -> AsyncIterator[Open]:
-    """Open long-term memory for a task; every store is closed at the end."""
+    """Open long-term memory for a task as its runner would, with its namespace's key (the
+    operator provisions it first); every store is closed at the end."""
     stores: list[WeaviateMemoryStore] = []
 
     async def open_(
@@ -90,7 +97,8 @@ async def open_memory(
         min_similarity: float = 0.3,
         using: Embedder = embedder,
     ) -> LongTermMemory:
-        store = await WeaviateMemoryStore.connect(weaviate_address, collection, using.space)
+        key = await provision(namespace, using.space)
+        store = await WeaviateMemoryStore.connect(weaviate_address, key, collection, using.space)
         stores.append(store)
         return LongTermMemory(
             store,
@@ -182,7 +190,14 @@ async def test_embedders_share_a_collection_without_mixing(open_memory: Open) ->
     }
 
 
-async def test_runners_can_open_a_new_collection_at_the_same_time(open_memory: Open) -> None:
-    memories = await asyncio.gather(*(open_memory("team-a") for _ in range(3)))
-    await asyncio.gather(*(m.remember(f"{STAGING} ({i})") for i, m in enumerate(memories)))
-    assert len(await memories[0].recall(QUESTION)) == 3
+async def test_namespaces_and_embedders_are_provisioned_at_the_same_time(
+    open_memory: Open,
+) -> None:
+    opened = [
+        open_memory(namespace, using=using)
+        for namespace in ("team-a", "team-b", "team-c")
+        for using in (FixedVectors(), FixedVectors())
+    ]
+    memories = await asyncio.gather(*opened)
+    await asyncio.gather(*(m.remember(f"{ONCALL} ({i})") for i, m in enumerate(memories)))
+    assert len(await memories[0].recall(QUESTION)) == 2  # team-a's two, no other namespace's

@@ -1,17 +1,17 @@
 """Embedders turn text into vectors for the memory store, and which one a task uses.
 
-Each embedder names its vector space (`space`): vectors of different embedders are not
-comparable, so the store keeps one vector per space and a task only recalls memories
-embedded in its own space. Names are valid Weaviate vector names (letters, digits, `_`).
+Each embedder names its vector space (`space`, see `spaces`): vectors of different embedders
+are not comparable, so the store keeps one vector per space and a task only recalls memories
+embedded in its own space.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Protocol
 
 from opspawn.api.agenttask import ModelSpec, Provider
+from opspawn.runner.memory.spaces import uses_provider_embeddings
 from opspawn.runner.model.factory import KEYLESS_PLACEHOLDER
 
 
@@ -32,13 +32,6 @@ class Embedder(Protocol):
     async def aclose(self) -> None: ...
 
 
-def space_name(*parts: str) -> str:
-    """A vector-space name from its parts: `openai`, `text-embedding-3-small` ->
-    `openai_text_embedding_3_small`."""
-    joined = "_".join(parts)
-    return re.sub(r"[^0-9A-Za-z_]", "_", joined)[:200]
-
-
 def build_embedder(
     model: ModelSpec,
     embedding_model: str | None,
@@ -51,7 +44,7 @@ def build_embedder(
     from opspawn.runner.memory.wordllama_embedder import WordLlamaEmbedder
 
     provider = Provider(model.provider)
-    if not embedding_model or provider is Provider.ANTHROPIC:
+    if not embedding_model or not uses_provider_embeddings(provider.value, embedding_model):
         return WordLlamaEmbedder()
     from opspawn.runner.memory.provider_embedders import GoogleEmbedder, OpenAIEmbedder
 

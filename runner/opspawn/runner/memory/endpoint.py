@@ -1,4 +1,5 @@
-"""The runner's memory configuration: where Weaviate listens, which embedding model to use.
+"""The runner's memory configuration: where Weaviate listens, the namespace's key, which
+embedding model to use.
 
 Kept apart from the store and the embedders, so reading the configuration imports neither.
 """
@@ -8,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
 DEFAULT_GRPC_PORT = 50051
+MAX_API_KEY_CHARS = 512
+"""Longer than any key Weaviate issues; a longer value is refused unsent."""
 
 
 class GrpcAddressError(ValueError):
@@ -55,9 +60,11 @@ class WeaviateAddress:
 
 @dataclass(frozen=True)
 class MemoryEndpoint:
-    """Where long-term memory is kept (OPSPAWN_WEAVIATE_URL, OPSPAWN_WEAVIATE_GRPC_ADDRESS)
-    and the provider's embedding model (OPSPAWN_EMBEDDING_MODEL; None: the offline
-    WordLlama embedder)."""
+    """Where long-term memory is kept (OPSPAWN_WEAVIATE_URL, OPSPAWN_WEAVIATE_GRPC_ADDRESS),
+    the API key of the task's namespace there (OPSPAWN_WEAVIATE_API_KEY, from the namespace's
+    Secret the operator provisions) and the provider's embedding model
+    (OPSPAWN_EMBEDDING_MODEL; None: the offline WordLlama embedder)."""
 
     weaviate: WeaviateAddress | None = None
+    api_key: SecretStr | None = None
     embedding_model: str | None = None

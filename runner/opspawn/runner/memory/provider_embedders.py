@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import httpx2
 
-from opspawn.runner.memory.embedding import EmbeddingError, space_name
+from opspawn.runner.memory.embedding import EmbeddingError
+from opspawn.runner.memory.spaces import space_name
 
 TIMEOUT_SECONDS = 30.0
 

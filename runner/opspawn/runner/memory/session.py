@@ -1,8 +1,9 @@
 """Long-term memory for the length of one attempt: open it, recall for the goal, close it.
 
-With spec.memory.longTerm.enabled the runner connects to the store (OPSPAWN_WEAVIATE_URL),
-deletes the namespace's expired memories, and recalls the topK memories most similar to the
-goal, which the model gets with the goal. The `remember` and `recall` tools, when the task
+With spec.memory.longTerm.enabled the runner connects to the store (OPSPAWN_WEAVIATE_URL)
+with its namespace's key (OPSPAWN_WEAVIATE_API_KEY), deletes the namespace's expired
+memories, and recalls the topK memories most similar to the goal, which the model gets with
+the goal. The `remember` and `recall` tools, when the task
 allows them, use the same memory.
 
 When the store or the embedder is unavailable (or none is configured) a `memory` event with
@@ -41,6 +42,10 @@ from opspawn.runner.tools.registry import ToolConfigError
 logger = logging.getLogger(__name__)
 
 NOT_CONFIGURED = "no memory store is configured for the runner (OPSPAWN_WEAVIATE_URL)"
+NO_CREDENTIAL = (
+    "the runner has no Weaviate key for its namespace (OPSPAWN_WEAVIATE_API_KEY, from the "
+    "Secret opspawn-memory): the operator could not provision it; its Events on the task say why"
+)
 
 
 class MemoryRequiredError(Exception):
@@ -81,6 +86,9 @@ async def long_term_memory(
     if endpoint.weaviate is None:
         yield await _without_memory(NOT_CONFIGURED, spec, events, reported=False)
         return
+    if endpoint.api_key is None:
+        yield await _without_memory(NO_CREDENTIAL, spec, events, reported=False)
+        return
     embedder = build_embedder(
         spec.model, endpoint.embedding_model, api_key=api_key, base_url=base_url
     )
@@ -89,6 +97,7 @@ async def long_term_memory(
         try:
             memory = await _open(
                 endpoint.weaviate,
+                endpoint.api_key.get_secret_value(),
                 settings.collection,
                 embedder,
                 stack,
@@ -110,6 +119,7 @@ async def long_term_memory(
 
 async def _open(
     address: WeaviateAddress,
+    api_key: str,
     collection: str,
     embedder: Embedder,
     stack: contextlib.AsyncExitStack,
@@ -121,7 +131,7 @@ async def _open(
 ) -> LongTermMemory:
     from opspawn.runner.memory.weaviate_store import WeaviateMemoryStore
 
-    store = await WeaviateMemoryStore.connect(address, collection, embedder.space)
+    store = await WeaviateMemoryStore.connect(address, api_key, collection, embedder.space)
     stack.push_async_callback(store.close)
     settings = spec.memory.long_term
     return LongTermMemory(

@@ -10,10 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from opspawn.runner.memory.embedding import EmbeddingError, space_name
-
-CONFIG = "l2_supercat"
-DIMENSIONS = 256
+from opspawn.runner.memory.embedding import EmbeddingError
+from opspawn.runner.memory.spaces import WORDLLAMA_CONFIG, WORDLLAMA_DIMENSIONS, WORDLLAMA_SPACE
 
 
 class _Model(Protocol):
@@ -25,7 +23,7 @@ class _Model(Protocol):
 class WordLlamaEmbedder:
     """Embeds with WordLlama; the model is loaded on first use (about a second)."""
 
-    space = space_name("wordllama", CONFIG, str(DIMENSIONS))
+    space = WORDLLAMA_SPACE
 
     def __init__(self) -> None:
         self._model: _Model | None = None
@@ -51,8 +49,8 @@ def _load() -> _Model:
 
     try:
         model: _Model = wordllama.WordLlama.load(
-            config=CONFIG,
-            dim=DIMENSIONS,
+            config=WORDLLAMA_CONFIG,
+            dim=WORDLLAMA_DIMENSIONS,
             cache_dir=Path(wordllama.__file__).parent,
             disable_download=True,
         )

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from opspawn.runner.memory.wordllama_embedder import DIMENSIONS, WordLlamaEmbedder
+from opspawn.runner.memory.spaces import WORDLLAMA_DIMENSIONS
+from opspawn.runner.memory.wordllama_embedder import WordLlamaEmbedder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -35,7 +36,7 @@ async def test_a_related_sentence_ranks_above_an_unrelated_one(
     )
     await embedder.aclose()
 
-    assert len(query) == DIMENSIONS
+    assert len(query) == WORDLLAMA_DIMENSIONS
     assert math.isclose(_cosine(query, query), 1.0, rel_tol=1e-4)
     assert _cosine(query, related) > _cosine(query, unrelated) + 0.2
     assert embedder.space == "wordllama_l2_supercat_256"
