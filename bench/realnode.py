@@ -42,6 +42,7 @@ from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import DATABASE, USER
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.realnode import prerequisites
+from opspawn.dev.realnode.chart import real_node_values
 from opspawn.dev.stack import DevStack
 
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
@@ -177,18 +178,11 @@ def install_chart(stack: DevStack, image: ImageArchive, mock_port: int) -> str:
         )
     finally:
         api.close()
-    repository, tag = image.reference.rsplit(":", 1)
-    host = {"ipBlock": {"cidr": f"{node.address}/32"}}
     values = {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        **real_node_values(image.reference, node.address, nats.port, [mock_port]),
         "watchNamespaces": [watched],
-        "nats": {"url": f"nats://{node.address}:{nats.port}"},
         "auditStore": {"existingSecret": "audit"},
         "runner": {"modelBaseURLs": {"openai": f"http://{node.address}:{mock_port}/v1"}},
-        "networkPolicy": {
-            "nats": {"to": [host], "port": nats.port},
-            "modelEndpoints": {"to": [host], "ports": [mock_port]},
-        },
     }
     values_path = stack.workdir / "bench-values.json"
     values_path.write_text(json.dumps(values))

@@ -47,12 +47,14 @@ from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.postgres import DATABASE, USER, Postgres
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.realnode import prerequisites as realnode_prerequisites
+from opspawn.dev.realnode.chart import real_node_values
 from opspawn.dev.stack import DevStack
 from tests.conftest import Kubectl, kubectl_runner
 from tests.e2e import kind
 
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 AUDIT_SECRET = "opspawn-audit"
+NATS_AUTH_SECRET = "opspawn-nats-auth"
 KIND_TIMEOUT = 1200
 """Seconds per test on kind: the first one builds the image and creates the cluster."""
 REAL_TIMEOUT = 1500
@@ -83,6 +85,19 @@ class Cluster:
     """The chart's `runner.command`; None: the chart's default (the image's `opspawn runner`)."""
     chart_values: dict[str, Any] = field(default_factory=dict)
     """Top-level values of this target that the scenarios do not set."""
+    model_base_urls: dict[str, str] = field(default_factory=dict)
+    """Providers whose runners go elsewhere than `mock_model_url` (OpenAI's wire)."""
+    nats_auth: dict[str, str] | None = None
+    """The chart's NATS auth Secret (`account`, `signing-key`) when NATS runs with auth."""
+
+
+def _nats_auth(nats: NatsServer) -> dict[str, str] | None:
+    if nats.trust is None:
+        return None
+    return {
+        "account": nats.trust.account_public_key,
+        "signing-key": nats.signing_key_file.read_text(),
+    }
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -142,6 +157,7 @@ def local_target(stack: DevStack, mock_model_port: int) -> Cluster:
         mock_model_url=f"http://127.0.0.1:{mock_model_port}",
         operator_in_cluster=False,
         runner_command=shlex.join(RUNNER_COMMAND),
+        nats_auth=_nats_auth(stack.nats),
     )
 
 
@@ -247,7 +263,6 @@ def real_target(real_stack: DevStack, mock_model_port: int, project_image: Image
     assert real_stack.nats is not None and real_stack.postgres is not None
     assert real_stack.real_node is not None
     address = real_stack.real_node.address
-    repository, tag = project_image.reference.rsplit(":", 1)
     return Cluster(
         name="real",
         kubeconfig=real_stack.kubeconfig,
@@ -257,21 +272,10 @@ def real_target(real_stack: DevStack, mock_model_port: int, project_image: Image
         host_database_url=real_stack.postgres.url,
         mock_model_url=f"http://{address}:{mock_model_port}",
         operator_in_cluster=True,
-        chart_values={
-            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-            # The chart's runner policy, with NATS and the model endpoint where they are here:
-            # on the host, at the node's bridge address.
-            "networkPolicy": {
-                "nats": {
-                    "to": [{"ipBlock": {"cidr": f"{address}/32"}}],
-                    "port": real_stack.nats.port,
-                },
-                "modelEndpoints": {
-                    "to": [{"ipBlock": {"cidr": f"{address}/32"}}],
-                    "ports": [mock_model_port],
-                },
-            },
-        },
+        nats_auth=_nats_auth(real_stack.nats),
+        chart_values=real_node_values(
+            project_image.reference, address, real_stack.nats.port, [mock_model_port]
+        ),
     )
 
 
@@ -343,15 +347,22 @@ def chart_install(
         install.namespace,
         {"metadata": {"name": AUDIT_SECRET}, "stringData": {"url": cluster.database_url}},
     )
+    nats: dict[str, Any] = {"url": cluster.nats_url}
+    if cluster.nats_auth is not None:
+        core.create_namespaced_secret(
+            install.namespace,
+            {"metadata": {"name": NATS_AUTH_SECRET}, "stringData": cluster.nats_auth},
+        )
+        nats["auth"] = {"existingSecret": NATS_AUTH_SECRET}
     runner = {} if cluster.runner_command is None else {"command": cluster.runner_command}
     values = {
         **cluster.chart_values,
         "watchNamespaces": [install.watched],
-        "nats": {"url": cluster.nats_url},
+        "nats": nats,
         "auditStore": {"existingSecret": AUDIT_SECRET},
         "runner": {
             **runner,
-            "modelBaseURLs": {"openai": f"{cluster.mock_model_url}/v1"},
+            "modelBaseURLs": {"openai": f"{cluster.mock_model_url}/v1", **cluster.model_base_urls},
             "deadlineGraceSeconds": 5,
             "terminationGraceSeconds": 5,
         },
@@ -464,6 +475,11 @@ def start_chart_operator(
         environment.update(
             _resolved_environment(cluster_api, chart_install.namespace, container.env)
         )
+        if cluster.nats_auth is not None:  # the chart mounts the seed; here it is a file of ours
+            seed = tmp_path / "nats-signing-key"
+            seed.write_text(cluster.nats_auth["signing-key"])
+            seed.chmod(0o600)
+            environment["OPSPAWN_OPERATOR_NATS_SIGNING_KEY_FILE"] = str(seed)
         kubeconfig = _service_account_kubeconfig(
             cluster, chart_install, tmp_path / "operator.kubeconfig"
         )

@@ -159,10 +159,12 @@ def cluster(
     address = real_stack.real_node.address
     values = json.loads(json.dumps(real_target.chart_values))
     values["networkPolicy"]["modelEndpoints"]["ports"] = ports
-    values["runner"] = {"modelBaseURLs": {"anthropic": f"http://{address}:{ports[1]}"}}
     try:
         yield dataclasses.replace(
-            real_target, mock_model_url=f"http://{address}:{ports[0]}", chart_values=values
+            real_target,
+            mock_model_url=f"http://{address}:{scripted_port}",
+            model_base_urls={"anthropic": f"http://{address}:{slow_port}"},
+            chart_values=values,
         )
     finally:
         slow.stop()
