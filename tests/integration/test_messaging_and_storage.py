@@ -18,7 +18,7 @@ def test_jetstream_publish_and_durable_pull_consumer_round_trip(stack: DevStack)
     assert stack.nats is not None
 
     async def round_trip() -> list[tuple[str, bytes]]:
-        connection = await nats.connect(stack.nats.url)  # type: ignore[union-attr]
+        connection = await nats.connect(**stack.nats.connect_options())  # type: ignore[union-attr]
         try:
             stream = connection.jetstream()
             await stream.add_stream(

@@ -122,7 +122,7 @@ def secret_of(tasks: Tasks, name: str) -> Any:
 
 
 async def _stream_ids(pipeline: Pipeline, subject: str) -> list[str]:
-    connection = await nats.connect(**pipeline.nats.connect_options())  # type: ignore[arg-type]
+    connection = await nats.connect(**pipeline.nats.connect_options())
     try:
         subscription = await connection.jetstream().pull_subscribe(
             subject,
@@ -257,7 +257,7 @@ def test_a_deleted_consumer_is_recreated_and_readiness_follows_the_pipeline(
     assert ready(operator)
 
     async def delete_consumer() -> None:
-        connection = await nats.connect(**pipeline.nats.connect_options())  # type: ignore[arg-type]
+        connection = await nats.connect(**pipeline.nats.connect_options())
         try:
             await connection.jetstream().delete_consumer(
                 STREAM_NAME, durable_name([tasks.namespace])

@@ -84,7 +84,7 @@ async def runner(server: NatsServer, namespace: str, uid: str) -> NatsClient:
 @pytest.fixture
 async def admin(nats_with_auth: NatsServer) -> AsyncIterator[NatsClient]:
     """The stream and the operator's durable consumer, as the operator sets them up."""
-    connection = await nats.connect(**nats_with_auth.connect_options())  # type: ignore[arg-type]
+    connection = await nats.connect(**nats_with_auth.connect_options())
     jetstream = connection.jetstream()
     await jetstream.add_stream(stream_config(StreamSettings()))
     await jetstream.add_consumer(

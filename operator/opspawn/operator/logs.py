@@ -49,8 +49,12 @@ def format_event(event: RunnerEvent) -> str:
     )
 
 
-async def _print_events(nats_url: str, subject: str, attempt: int, follow: bool) -> None:
-    connection = await nats.connect(nats_url.split(","))
+async def _print_events(
+    nats_url: str, credentials: str | None, subject: str, attempt: int, follow: bool
+) -> None:
+    connection = await nats.connect(
+        nats_url.split(","), **({"user_credentials": credentials} if credentials else {})
+    )
     try:
         jetstream = connection.jetstream()
         subscription = await jetstream.subscribe(
@@ -78,15 +82,30 @@ async def _print_events(nats_url: str, subject: str, attempt: int, follow: bool)
 @click.option("-n", "--namespace", default=None, help="Namespace (default: the context's).")
 @click.option("-f", "--follow", is_flag=True, help="Wait for new events until the attempt ends.")
 @click.option("--nats-url", envvar="NATS_URL", required=True, help="NATS URL ($NATS_URL).")
+@click.option(
+    "--nats-creds",
+    envvar="NATS_CREDS",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="NATS credentials file of a user that may read the event stream ($NATS_CREDS).",
+)
 @click.option("--kubeconfig", envvar="KUBECONFIG", default=None)
 def logs(
-    task: str, namespace: str | None, follow: bool, nats_url: str, kubeconfig: str | None
+    *,
+    task: str,
+    namespace: str | None,
+    follow: bool,
+    nats_url: str,
+    nats_creds: str | None,
+    kubeconfig: str | None,
 ) -> None:
     """Print the runner events of TASK (NAME or NAMESPACE/NAME) from the event stream."""
     if "/" in task:
         namespace, task = task.split("/", 1)
     namespace, uid, attempt = _task_identity(namespace, task, kubeconfig)
     try:
-        asyncio.run(_print_events(nats_url, event_subject(namespace, uid), attempt, follow))
+        asyncio.run(
+            _print_events(nats_url, nats_creds, event_subject(namespace, uid), attempt, follow)
+        )
     except KeyboardInterrupt:
         sys.exit(130)

@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from opspawn.dev.ports import free_port
 from opspawn.dev.processes import ManagedProcess
@@ -92,7 +93,7 @@ class NatsServer:
         path = self.workdir / "admin.creds"
         return path if path.exists() else self.credentials("admin")
 
-    def connect_options(self) -> dict[str, object]:
+    def connect_options(self) -> dict[str, Any]:
         """Keyword arguments of `nats.connect` for an admin client of this server."""
         creds = self.admin_credentials
         return {"servers": [self.url], **({"user_credentials": str(creds)} if creds else {})}

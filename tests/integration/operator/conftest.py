@@ -43,6 +43,8 @@ def start_test_operator(
             nats_url=nats_url or (stack.nats.url if stack.nats else ""),
             log_path=tmp_path / f"operator-{len(started)}.log",
             args=[
+                # The stack's NATS runs with auth: the operator mints the runners' users.
+                *(stack.nats.operator_auth_args() if stack.nats and not nats_url else []),
                 "--namespace",
                 namespace,
                 "--runner-command",
