@@ -40,6 +40,7 @@ from opspawn.dev.postgres import Postgres
 from opspawn.dev.processes import ManagedProcess, pid_alive, stop_process_group
 from opspawn.dev.rbac import grant_cluster_role
 from opspawn.dev.realnode.node import RealNode
+from opspawn.dev.tools import tool_binary
 from opspawn.dev.weaviate import WeaviateServer
 
 KUBELET_USER = "opspawn:process-kubelet"
@@ -79,6 +80,8 @@ class DevStack:
     `opspawn dev up` does; the tests start operators of their own instead."""
     with_weaviate: bool = False
     """Also run Weaviate, and point the operator's runners at it for long-term memory."""
+    with_mock_model: bool = False
+    """The mock model without the operator (`opspawn dev up --node real`: the chart's operator)."""
     node: Literal["process", "real"] = "process"
     """`real`: a real node (`opspawn.dev.realnode`: containerd, kubelet, kube-proxy,
     kube-router) instead of the process kubelet; NATS, Postgres and the mock model are then
@@ -131,7 +134,7 @@ class DevStack:
         else:
             self._start_kubelet(self.control_plane)
         if self.with_nats:
-            self.nats = NatsServer(self.workdir / "nats", auth=True)
+            self.nats = NatsServer(self.workdir / "nats")
             self.nats.start()
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
@@ -141,6 +144,8 @@ class DevStack:
             self.weaviate.start()
         if self.with_operator:
             self._start_operator(self.control_plane)
+        elif self.with_mock_model:
+            self._start_mock_model()
         if self.real_node is not None:
             self.real_node.expose("services", self._host_service_ports())
         environment = self.environment()
@@ -192,9 +197,7 @@ class DevStack:
         finally:
             api.close()
 
-    def _start_operator(self, control_plane: ControlPlane) -> None:
-        if self.nats is None:
-            raise ValueError("the operator needs NATS: start the stack with with_nats=True")
+    def _start_mock_model(self) -> str:
         port = free_port()
         self.mock_model = ManagedProcess(
             name="mock-model",
@@ -204,11 +207,17 @@ class DevStack:
         self.mock_model.start()
         self.mock_model.wait_ready(lambda: is_listening(port), timeout=30)
         self.mock_model_url = f"http://127.0.0.1:{port}"
+        return self.mock_model_url
+
+    def _start_operator(self, control_plane: ControlPlane) -> None:
+        if self.nats is None:
+            raise ValueError("the operator needs NATS: start the stack with with_nats=True")
+        mock_model_url = self._start_mock_model()
         base_urls = {
-            "openai": f"{self.mock_model_url}/v1",
-            "openai-compatible": f"{self.mock_model_url}/v1",
-            "anthropic": self.mock_model_url,
-            "google": self.mock_model_url,
+            "openai": f"{mock_model_url}/v1",
+            "openai-compatible": f"{mock_model_url}/v1",
+            "anthropic": mock_model_url,
+            "google": mock_model_url,
         }
         for provider, endpoint in self.provider_endpoints.items():
             if endpoint is None:
@@ -227,7 +236,6 @@ class DevStack:
                 "text",
                 *(f"--model-base-url={p}={url}" for p, url in base_urls.items()),
                 *(["--database-url", self.postgres.url] if self.postgres else []),
-                *self.nats.operator_auth_args(),
                 *(
                     [
                         f"--weaviate-url={self.weaviate.url}",
@@ -250,8 +258,6 @@ class DevStack:
         environment = {"KUBECONFIG": str(self.kubeconfig), "PATH": os.pathsep.join(directories)}
         if self.nats is not None:
             environment["NATS_URL"] = self.nats.url
-            if self.nats.admin_credentials is not None:
-                environment["NATS_CREDS"] = str(self.nats.admin_credentials)
         if self.postgres is not None:
             environment["DATABASE_URL"] = self.postgres.url
         if self.weaviate is not None:
@@ -262,7 +268,21 @@ class DevStack:
         if self.operator is not None:
             environment["OPSPAWN_OPERATOR_METRICS_URL"] = self.operator.metrics_url
         if self.real_node is not None:
-            environment["OPSPAWN_NODE_ADDRESS"] = self.real_node.address
+            environment.update(self._real_node_environment(self.real_node, environment["PATH"]))
+        return environment
+
+    def _real_node_environment(self, node: RealNode, path: str) -> dict[str, str]:
+        """Where Pods on the real node reach the host's services; helm on PATH for the chart."""
+        environment = {
+            "OPSPAWN_NODE_ADDRESS": node.address,
+            "PATH": os.pathsep.join([str(tool_binary("helm").parent), path]),
+        }
+        if self.postgres is not None:
+            environment["OPSPAWN_NODE_DATABASE_URL"] = self.postgres.url.replace(
+                "127.0.0.1", node.address
+            )
+        if self.nats is not None:
+            environment["OPSPAWN_NODE_NATS_URL"] = self.nats.url.replace("127.0.0.1", node.address)
         return environment
 
     def processes(self) -> list[ManagedProcess]:
