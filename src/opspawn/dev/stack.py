@@ -134,7 +134,7 @@ class DevStack:
         else:
             self._start_kubelet(self.control_plane)
         if self.with_nats:
-            self.nats = NatsServer(self.workdir / "nats")
+            self.nats = NatsServer(self.workdir / "nats", auth=True)
             self.nats.start()
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
@@ -236,6 +236,7 @@ class DevStack:
                 "text",
                 *(f"--model-base-url={p}={url}" for p, url in base_urls.items()),
                 *(["--database-url", self.postgres.url] if self.postgres else []),
+                *self.nats.operator_auth_args(),
                 *(
                     [
                         f"--weaviate-url={self.weaviate.url}",
@@ -258,6 +259,8 @@ class DevStack:
         environment = {"KUBECONFIG": str(self.kubeconfig), "PATH": os.pathsep.join(directories)}
         if self.nats is not None:
             environment["NATS_URL"] = self.nats.url
+            if self.nats.admin_credentials is not None:
+                environment["NATS_CREDS"] = str(self.nats.admin_credentials)
         if self.postgres is not None:
             environment["DATABASE_URL"] = self.postgres.url
         if self.weaviate is not None:
