@@ -116,11 +116,21 @@ def dev() -> None:
     show_default=True,
     help="Run Weaviate for long-term memory (its first start builds weaviate-server).",
 )
-def dev_up(workdir: Path, weaviate: bool) -> None:
+@click.option(
+    "--node",
+    type=click.Choice(["process", "real"]),
+    default="process",
+    show_default=True,
+    help="process: the process kubelet and the operator as a local process. real (root): a real "
+    "node (containerd, kubelet, kube-proxy, kube-router) with the project's image built and "
+    "imported, no operator: install the chart (docs/local-stack.md, 'The real node').",
+)
+def dev_up(workdir: Path, weaviate: bool, node: str) -> None:
     """Start the stack in the background (idempotent) and write DIR/env.
 
     Control plane, process kubelet, NATS, Postgres, Weaviate, the mock model and the
-    operator, which runs AgentTasks with the real runner against the mock model."""
+    operator, which runs AgentTasks with the real runner against the mock model. With
+    --node real: a real node instead of the process kubelet, no operator and no Weaviate."""
     from opspawn.dev.stack import DevStack, read_state, stop_recorded
 
     workdir = workdir.absolute()
@@ -131,8 +141,13 @@ def dev_up(workdir: Path, weaviate: bool) -> None:
             return
         click.echo("a previous dev stack is partly running: stopping what is left of it", err=True)
         stop_recorded(workdir)
-    stack = DevStack(workdir, with_operator=True, with_weaviate=weaviate)
-    environment = stack.start()
+    if node == "real":
+        from opspawn.dev.realnode.devup import start_real_node_stack
+
+        stack, environment = start_real_node_stack(workdir)
+    else:
+        stack = DevStack(workdir, with_operator=True, with_weaviate=weaviate)
+        environment = stack.start()
     stack.write_state()
     click.echo(f"the dev stack is up (logs in {workdir}):")
     for key, value in environment.items():

@@ -335,6 +335,7 @@ class DevStack:
             if self.postgres and self.postgres.data_root
             else [],
             "environment": self.environment(),
+            "real_node": str(self.real_node.workdir) if self.real_node else None,
             "model_base_urls": self.model_base_urls,
             "started": time.time(),
         }
@@ -361,6 +362,8 @@ class StackState:
     environment: dict[str, str]
     model_base_urls: dict[str, str]
     """Where the operator sends each provider's calls instead of its own endpoint."""
+    real_node: str | None = None
+    """The real node's work dir, whose leftovers `opspawn dev down` removes."""
 
     @property
     def all_alive(self) -> bool:
@@ -384,6 +387,7 @@ def read_state(workdir: Path) -> StackState | None:
         remove=[str(item) for item in raw.get("remove", [])],
         environment={str(k): str(v) for k, v in raw["environment"].items()},
         model_base_urls={str(k): str(v) for k, v in raw.get("model_base_urls", {}).items()},
+        real_node=raw.get("real_node"),
     )
 
 
@@ -394,6 +398,8 @@ def stop_recorded(workdir: Path) -> list[str]:
         return []
     for process in reversed(state.processes):
         stop_process_group(process.pgid, shutdown_signal=process.shutdown_signal)
+    if state.real_node is not None:
+        RealNode(Path(state.real_node)).clean_up_after_stop()
     for path in state.remove:
         shutil.rmtree(path, ignore_errors=True)
     (workdir / STATE_FILE).unlink()

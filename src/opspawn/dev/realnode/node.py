@@ -394,6 +394,21 @@ class RealNode:
             self._lock_holder.stop()
             self._lock_holder = None
 
+    def clean_up_after_stop(self) -> None:
+        """Remove what the node left after its processes were stopped by their recorded process
+        groups (`opspawn dev down`): Pod processes, shims, mounts, network, cgroups."""
+        self._take_machine_lock()
+        try:
+            host.kill_pods()
+            for pid in self.containerd.shim_pids():
+                stop_process_group(pid, grace=2)
+            self._clean_host()
+        finally:
+            self._owns_lock = False
+            if self._lock_holder is not None:
+                self._lock_holder.stop()
+                self._lock_holder = None
+
     def _remove_containers(self) -> None:
         """Delete the stopped Pods' containers (and their snapshots) while containerd runs, so
         that the kept root holds images only."""
