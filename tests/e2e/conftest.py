@@ -229,6 +229,17 @@ def kind_target(
         nats.stop()
 
 
+_REAL_STACKS: list[DevStack] = []
+"""The session's real-node stack, for `release_real_stacks`."""
+
+
+def release_real_stacks() -> None:
+    """Stop this session's real node (if it runs) so that another can take the machine."""
+    for stack in _REAL_STACKS:
+        if stack.real_node is not None:
+            stack.real_node.stop()
+
+
 @pytest.fixture(scope="session")
 def project_image() -> ImageArchive:
     """The project's image for the sources as they are at the start of the session."""
@@ -249,6 +260,7 @@ def real_stack(
     image: ImageArchive = request.getfixturevalue("project_image")
     stack = DevStack(tmp_path_factory.mktemp("real"), node="real")
     stack.start()
+    _REAL_STACKS.append(stack)
     try:
         assert stack.real_node is not None
         stack.real_node.expose("mock-model", [mock_model_port])
