@@ -18,14 +18,21 @@ from tests.e2e.conftest import REAL_GROUP, REAL_TIMEOUT, release_real_stacks
 REPOSITORY = Path(__file__).resolve().parents[2]
 DOC = REPOSITORY / "docs" / "local-stack.md"
 HEADING = "### Trying the chart on the real node"
+README = REPOSITORY / "README.md"
+README_HEADING = "### The chart on a real node"
 
 
-def documented_commands() -> str:
-    text = DOC.read_text()
-    section = text[text.index(HEADING) :]
+def documented_commands(path: Path = DOC, heading: str = HEADING) -> str:
+    """The first sh block after `heading` in `path`."""
+    text = path.read_text()
+    section = text[text.index(heading) :]
     match = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert match is not None, f"no sh block under {HEADING!r} in {DOC}"
+    assert match is not None, f"no sh block under {heading!r} in {path}"
     return match.group(1)
+
+
+def test_the_readme_gives_the_same_commands() -> None:
+    assert documented_commands(README, README_HEADING) == documented_commands()
 
 
 @pytest.mark.real_node_last
