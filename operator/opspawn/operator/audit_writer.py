@@ -9,6 +9,9 @@ number of attempts that changed, not in the number of changes.
 
 Objects that pass themselves off as a task's (see `ownership`) become security events; each
 object is reported once per operator process.
+
+A task deleted while an attempt was open closes that attempt (Cancelled, TaskDeleted): when
+the operator sees the deletion, and at start for tasks deleted while no operator ran.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +32,9 @@ logger = logging.getLogger(__name__)
 RETRY_SECONDS = (0.5, 1, 2, 5, 10, 30)
 """Delays between attempts to write while the store refuses (the last one repeats)."""
 
+TASK_DELETED = "TaskDeleted"
+CANCELLED = "Cancelled"
+
 REPORTED_MAX = 10_000
 """How many reported objects are remembered, so that each is reported once."""
 
@@ -37,6 +43,21 @@ def merged(older: TaskSnapshot, newer: TaskSnapshot) -> TaskSnapshot:
     """`newer` with the gaps (None) filled from `older`: what the store would hold after both."""
     known = {f.name: getattr(newer, f.name) for f in fields(newer)}
     return replace(older, **{name: value for name, value in known.items() if value is not None})
+
+
+def deleted_attempt(
+    task_uid: str, attempt: int, namespace: str, name: str, now: datetime
+) -> TaskSnapshot:
+    """The end of an attempt whose task was deleted before the attempt finished."""
+    return TaskSnapshot(
+        task_uid=task_uid,
+        attempt=attempt,
+        namespace=namespace,
+        name=name,
+        phase=CANCELLED,
+        reason=TASK_DELETED,
+        finished_at=now,
+    )
 
 
 def object_security_event(
@@ -91,6 +112,27 @@ class AuditWriter:
             return
         self._security.append(event)
         self._kick()
+
+    async def close_vanished(
+        self, present: Callable[[str], bool], namespaces: Sequence[str], now: datetime
+    ) -> None:
+        """Close the open attempts of tasks that are not `present` (deleted while no operator
+        ran); retried until the store answers."""
+        audit = self._audit
+        if audit is None:
+            return
+        failures = 0
+        while True:
+            try:
+                attempts = await asyncio.to_thread(audit.open_attempts, namespaces)
+                break
+            except Exception as error:
+                self._log_refusal("the open attempts query", error)
+                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                failures += 1
+        for uid, attempt, namespace, name in attempts:
+            if not present(uid):
+                self.snapshot(deleted_attempt(uid, attempt, namespace, name, now))
 
     def _kick(self) -> None:
         self._idle.clear()

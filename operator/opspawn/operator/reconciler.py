@@ -27,7 +27,7 @@ from opspawn.api.agenttask import TERMINAL_PHASES, AgentTaskSpec, AgentTaskStatu
 from opspawn.operator import metrics
 from opspawn.operator.admission import AdmissionQueue, Candidate, Slot
 from opspawn.operator.audit import AuditStore, TaskSnapshot
-from opspawn.operator.audit_writer import AuditWriter, object_security_event
+from opspawn.operator.audit_writer import AuditWriter, deleted_attempt, object_security_event
 from opspawn.operator.kube import KubeClient, LaunchRefusedError
 from opspawn.operator.lifecycle import (
     DeleteJob,
@@ -63,7 +63,9 @@ START_CHECK_SECONDS = 5.0
 """While a runner Pod has not started, why not is looked at again this often (neither a
 FailedCreate Event nor a Pod's waiting reason changes the Job, so no watch event says so)."""
 
-TASK_DELETED = "TaskDeleted"
+QUOTA_EXCEEDED = "exceeded quota"
+"""In a FailedCreate message: a ResourceQuota is full for now, which the Job controller
+outwaits (every other FailedCreate cause needs the spec or the namespace changed)."""
 
 
 def utc_now() -> datetime:
@@ -191,15 +193,7 @@ class Reconciler:
         if task.finished or record is None or record.completion_time is not None:
             return
         self.audit_writer.snapshot(
-            TaskSnapshot(
-                task_uid=task.uid,
-                attempt=record.attempt,
-                namespace=task.namespace,
-                name=task.name,
-                phase=Phase.CANCELLED.value,
-                reason=TASK_DELETED,
-                finished_at=self._clock(),
-            )
+            deleted_attempt(task.uid, record.attempt, task.namespace, task.name, self._clock())
         )
 
     def job_changed(self, view: JobView, *, deleted: bool) -> None:
@@ -233,6 +227,16 @@ class Reconciler:
         ]
         workers.append(asyncio.create_task(self._events.run(), name="event-recorder"))
         workers.append(asyncio.create_task(self.audit_writer.run(), name="audit-writer"))
+        workers.append(
+            asyncio.create_task(
+                self.audit_writer.close_vanished(
+                    lambda uid: self.store.task(uid) is not None,
+                    self._settings.namespaces,
+                    self._clock(),
+                ),
+                name="close-vanished-attempts",
+            )
+        )
         try:
             while True:
                 await asyncio.sleep(self._settings.queue_position_refresh_seconds)
@@ -336,25 +340,29 @@ class Reconciler:
             job = found
         if job is not None and job.finished:
             outcome = attempt_outcome(job, await self._kube.job_pods(task.namespace, job.uid))
-        elif job is not None and self._not_started(task, job, now):
-            outcome = await self._start_problem(task, job)
+        elif job is not None and self._not_started(task, job):
+            created = parse_time(job.creation_timestamp)
+            if created is None or now - created >= timedelta(seconds=START_CHECK_SECONDS):
+                # Not at once: a Pod normally starts within seconds, without a check's reads.
+                outcome = await self._start_problem(task, job)
             if outcome is None:
                 self.queue.add_after(task.uid, START_CHECK_SECONDS)
         return Observed(task=task, now=now, job=job, outcome=outcome, stall_after=self._stall_after)
 
     @staticmethod
-    def _not_started(task: TaskView, job: JobView, now: datetime) -> bool:
-        """The runner Pod of a live Job has not started yet (and was given a moment to)."""
-        if job.ready or job.suspended or job.deleting or task.status.phase == Phase.RUNNING:
-            return False
-        created = parse_time(job.creation_timestamp)
-        return created is None or now - created >= timedelta(seconds=1)
+    def _not_started(task: TaskView, job: JobView) -> bool:
+        """The runner Pod of a live Job has not started yet."""
+        return not (
+            job.ready or job.suspended or job.deleting or task.status.phase == Phase.RUNNING
+        )
 
     async def _start_problem(self, task: TaskView, job: JobView) -> AttemptOutcome | None:
         """Why the runner Pod cannot start, when that will not change by waiting."""
         if not job.active:
             message = await self._kube.pod_creation_failure(task.namespace, job.uid)
-            return None if message is None else pod_creation_failed(message)
+            if message is None or QUOTA_EXCEEDED in message:  # room comes back: wait for it
+                return None
+            return pod_creation_failed(message)
         return start_failure(await self._kube.job_pods(task.namespace, job.uid))
 
     def _report_foreign_job(self, task: TaskView, job: JobView) -> None:

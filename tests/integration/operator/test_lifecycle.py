@@ -227,3 +227,52 @@ def test_missing_api_key_secret_fails_with_secret_not_found_and_no_pod(
     accepted = tasks.condition("no-key", "Accepted")
     assert accepted is not None and accepted["reason"] == "SecretNotFound"
     assert tasks.jobs("no-key") == [] and tasks.pods() == []
+
+
+def test_a_missing_service_account_fails_the_task_with_failed_create_not_timed_out(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    start_test_operator()
+    tasks.create(
+        agenttask("no-sa", runner={"serviceAccountName": "robot"}, limits={"timeoutSeconds": 600})
+    )
+
+    finished = wait_for(lambda: tasks.finished("no-sa"), 60, "the task to fail")
+
+    assert (finished["status"], finished["reason"]) == ("False", "FailedCreate")
+    assert 'serviceaccount "robot" not found' in finished["message"]
+    accepted = tasks.condition("no-sa", "Accepted")
+    assert accepted is not None
+    assert (accepted["status"], accepted["reason"]) == ("False", "FailedCreate")
+    assert tasks.status("no-sa")["phase"] == "Failed"
+    wait_for(lambda: tasks.jobs("no-sa") == [], 30, "its Job to be deleted")
+    assert tasks.pods() == []
+
+
+def test_a_spec_the_job_api_refuses_ends_with_a_reason_never_without_status(
+    start_test_operator: StartOperator, tasks: Tasks
+) -> None:
+    """Requests above limits: refused at `kubectl apply` naming the field (admission), or at
+    worst Accepted=False naming it; never a task left without status by a retried 422."""
+    start_test_operator()
+    body = agenttask(
+        "too-big",
+        runner={"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}},
+    )
+    refusal: client.exceptions.ApiException | None = None
+    try:
+        tasks.create(body)
+    except client.exceptions.ApiException as refused:
+        refusal = refused
+    if refusal is not None:
+        assert refusal.status == 422
+        assert "resources" in str(refusal.body)
+        return
+
+    finished = wait_for(lambda: tasks.finished("too-big"), 30, "the task to fail")
+    assert (finished["status"], finished["reason"]) == ("False", "JobRefused")
+    assert "resources" in finished["message"]
+    accepted = tasks.condition("too-big", "Accepted")
+    assert accepted is not None and accepted["reason"] == "JobRefused"
+    assert tasks.status("too-big")["phase"] == "Failed"
+    assert tasks.jobs("too-big") == []

@@ -98,3 +98,25 @@ async def test_a_suspicious_object_is_reported_once(tmp_path: Path) -> None:
         "attacker",
     )
     assert event.subject == "kubernetes:Job/attacker/j"
+
+
+async def test_at_start_attempts_of_tasks_deleted_meanwhile_are_closed(tmp_path: Path) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.migrate()
+    for uid, namespace in (("gone", "ns"), ("here", "ns"), ("elsewhere", "other")):
+        store.record_task(
+            TaskSnapshot(task_uid=uid, attempt=1, namespace=namespace, name=uid, phase="Running")
+        )
+    writer = AuditWriter(store)
+    running = asyncio.create_task(writer.run())
+    try:
+        await writer.close_vanished(lambda uid: uid == "here", ["ns"], FINISHED)
+        await asyncio.wait_for(writer.drained(), 5)
+        phases = {uid: store.attempts(uid)[0] for uid in ("gone", "here", "elsewhere")}
+    finally:
+        running.cancel()
+        store.close()
+    assert (phases["gone"].phase, phases["gone"].reason) == ("Cancelled", "TaskDeleted")
+    assert phases["gone"].finished_at == FINISHED
+    assert phases["here"].phase == "Running"
+    assert phases["elsewhere"].phase == "Running"  # another operator's namespace

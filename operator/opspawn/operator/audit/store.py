@@ -891,6 +891,20 @@ class AuditStore:
 
     # ------------------------------------------------------------------ reads
 
+    def open_attempts(self, namespaces: Sequence[str] = ()) -> list[tuple[str, int, str, str]]:
+        """(task uid, attempt, namespace, name) of every attempt not recorded as finished (of
+        these namespaces; empty: all)."""
+        t = tasks_table.c
+        query = sa.select(t.task_uid, t.attempt, t.namespace, t.name).where(
+            sa.or_(t.phase.is_(None), t.phase.not_in(TERMINAL_PHASES))
+        )
+        if namespaces:
+            query = query.where(t.namespace.in_(list(namespaces)))
+        with self._engine.connect() as connection:
+            return [
+                (uid, attempt, ns, name) for uid, attempt, ns, name in connection.execute(query)
+            ]
+
     def list_tasks(
         self,
         *,
