@@ -25,6 +25,14 @@ OPERATOR_RULES: list[dict[str, Any]] = [
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]},
+    # Each namespace's Weaviate key (`memory_access`), rewritten after a rotation; no other
+    # Secret can be changed.
+    {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["opspawn-memory"],
+        "verbs": ["patch"],
+    },
     # `list`: the Job controller's FailedCreate Events say why a runner Pod cannot be made.
     {
         "apiGroups": ["", "events.k8s.io"],

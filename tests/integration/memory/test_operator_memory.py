@@ -1,10 +1,15 @@
-"""Long-term memory on the local cluster: the operator hands its Weaviate setting to the runner
-Job, the real runner remembers through it, and the status mirror turns the runner's memory
-events into the task's `MemoryAvailable` condition (True when Weaviate answers; False, with the
-task still succeeding, when the operator has no Weaviate to offer)."""
+"""Long-term memory on the local cluster: the operator provisions the namespace in Weaviate
+(RBAC on) and hands the runner Job its Weaviate setting and the namespace's key by reference,
+the real runner remembers through it, and the status mirror turns the runner's memory events
+into the task's `MemoryAvailable` condition (True when Weaviate answers; False, with the task
+still succeeding, when the operator has no Weaviate to offer). A restarted operator keeps the
+namespace's key; the key is never in the Job, the task's status or the operator's log."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import shlex
 import uuid
 from collections.abc import Iterator
@@ -19,6 +24,9 @@ from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.stack import DevStack
 from opspawn.dev.weaviate import WeaviateServer
+from opspawn.operator.runner_job import MEMORY_API_KEY_KEY, MEMORY_SECRET
+from opspawn.operator.weaviate_admin import connection, principal_name
+from opspawn.runner.memory.endpoint import WeaviateAddress
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, Tasks, agenttask
 
@@ -81,6 +89,28 @@ def run(tasks: Tasks, body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def weaviate_options(server: WeaviateServer) -> tuple[str, ...]:
+    return (
+        f"--weaviate-url={server.url}",
+        f"--weaviate-grpc-address={server.grpc_address}",
+        f"--weaviate-api-key-file={server.admin_key_file}",
+    )
+
+
+def namespace_key(tasks: Tasks) -> str:
+    secret = tasks.core.read_namespaced_secret(MEMORY_SECRET, tasks.namespace)
+    return base64.b64decode(secret.data[MEMORY_API_KEY_KEY]).decode()
+
+
+async def whose_key(server: WeaviateServer, key: str) -> str:
+    client = connection(WeaviateAddress.parse(server.url, server.grpc_address), key)
+    try:
+        await client.connect()
+        return (await client.users.get_my_user()).user_id
+    finally:
+        await client.close()
+
+
 def test_memory_available_follows_the_runners_memory_events(
     stack: DevStack,
     start_test_operator: StartOperator,
@@ -97,10 +127,7 @@ def test_memory_available_follows_the_runners_memory_events(
     )
     runner = shlex.join(RUNNER_COMMAND)
     with_weaviate = start_test_operator(
-        *common,
-        f"--weaviate-url={weaviate_server.url}",
-        f"--weaviate-grpc-address={weaviate_server.grpc_address}",
-        runner_command=runner,
+        *common, *weaviate_options(weaviate_server), runner_command=runner
     )
     available = run(tasks, memory_task("with-weaviate", collection))
     assert (available["status"], available["reason"]) == ("True", "MemoryAnswered")
@@ -110,3 +137,49 @@ def test_memory_available_follows_the_runners_memory_events(
     unavailable = run(tasks, memory_task("without-weaviate", collection))
     assert (unavailable["status"], unavailable["reason"]) == ("False", "MemoryUnavailable")
     assert "OPSPAWN_WEAVIATE_URL" in unavailable["message"]
+
+
+def test_the_runner_gets_its_namespaces_key_by_reference_and_keeps_it_across_restarts(
+    stack: DevStack,
+    start_test_operator: StartOperator,
+    tasks: Tasks,
+    weaviate_server: WeaviateServer,
+    model_url: str,
+) -> None:
+    collection = f"Notes{uuid.uuid4().hex[:12]}"
+    assert stack.postgres is not None
+    options = (
+        "--database-url",
+        stack.postgres.url,
+        f"--model-base-url=openai-compatible={model_url}",
+        *weaviate_options(weaviate_server),
+    )
+    runner = shlex.join(RUNNER_COMMAND)
+    first_operator = start_test_operator(*options, runner_command=runner)
+    first = run(tasks, memory_task("first", collection))
+    assert (first["status"], first["reason"]) == ("True", "MemoryAnswered")
+    key = namespace_key(tasks)
+    assert asyncio.run(whose_key(weaviate_server, key)) == principal_name(tasks.namespace)
+
+    (job,) = tasks.jobs("first")
+    (container,) = job.spec.template.spec.containers
+    (variable,) = [e for e in container.env if e.name == "OPSPAWN_WEAVIATE_API_KEY"]
+    assert variable.value is None
+    reference = variable.value_from.secret_key_ref
+    assert (reference.name, reference.key) == (MEMORY_SECRET, MEMORY_API_KEY_KEY)
+    first_operator.stop()
+
+    second_operator = start_test_operator(*options, runner_command=runner)
+    second = run(tasks, memory_task("second", collection))
+    assert (second["status"], second["reason"]) == ("True", "MemoryAnswered")
+    assert namespace_key(tasks) == key  # found again, not rotated under running runners
+    second_operator.stop()
+
+    shown = [
+        json.dumps(tasks.batch.api_client.sanitize_for_serialization(job))
+        for name in ("first", "second")
+        for job in tasks.jobs(name)
+    ]
+    shown += [json.dumps(tasks.status(name)) for name in ("first", "second")]
+    shown += [o.process.log_path.read_text() for o in (first_operator, second_operator)]
+    assert not [text for text in shown if key in text or weaviate_server.admin_key in text]
