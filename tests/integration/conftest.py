@@ -1,5 +1,6 @@
-"""Fixtures shared by the integration tests: a NATS server of the test's own with the event
-stream as the operator creates it, and fake model servers started from scripts."""
+"""Fixtures shared by the integration tests: a NATS server of the test's own (with auth, as
+everywhere: runners need the credentials the operator would mint) with the event stream as the
+operator creates it, and fake model servers started from scripts."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A NATS server with JetStream of its own, on free ports, stopped at teardown."""
-    server = NatsServer(tmp_path / "nats")
+    """A NATS server with JetStream and auth of its own, on free ports, stopped at teardown."""
+    server = NatsServer(tmp_path / "nats", auth=True)
     server.start()
     try:
         yield server
@@ -36,8 +37,8 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 @pytest.fixture
 async def event_stream(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
-    """The event stream as the operator creates it; yields a client connected to its server."""
-    nc = await nats.connect(nats_server.url)
+    """The event stream as the operator creates it; yields an admin client of its server."""
+    nc = await nats.connect(**nats_server.connect_options())
     await nc.jetstream().add_stream(stream_config(StreamSettings()))
     try:
         yield nc

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import nats
@@ -49,6 +50,11 @@ TASK = TaskRef(
 FAST = PublisherSettings(deadline_seconds=30, ack_timeout_seconds=1, max_backoff_seconds=0.5)
 
 
+def runner_user(server: NatsServer) -> str:
+    """TASK's NATS user, as the operator mints it into the per-task Secret."""
+    return server.issuer.runner_credentials(TASK.namespace, TASK.task_uid, time.time() + 3600)
+
+
 async def stored_events(nc: NatsClient) -> list[tuple[dict[str, str], RunnerEvent]]:
     """Every message of the event stream in stream order: (headers, verified event)."""
     js = nc.jetstream()
@@ -68,7 +74,9 @@ async def stored_events(nc: NatsClient) -> list[tuple[dict[str, str], RunnerEven
 async def test_every_event_lands_signed_and_in_order(
     nats_server: NatsServer, event_stream: NatsClient
 ) -> None:
-    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+    async with await EventPublisher.connect(
+        nats_server.url, TASK, KEY, FAST, credentials=runner_user(nats_server)
+    ) as publisher:
         emitted = [await publisher.emit(StepPayload(step=i)) for i in range(1, 31)]
         call = ToolCallPayload(call_id="c", tool="calculator", arguments={"e": "1"}, allowed=True)
         emitted.append(await publisher.emit(call))
@@ -76,14 +84,21 @@ async def test_every_event_lands_signed_and_in_order(
     stored = await stored_events(event_stream)
     assert [event for _, event in stored] == emitted
     assert [event.sequence for _, event in stored] == list(range(1, 32))
-    assert all(headers[MSG_ID_HEADER] == event.id for headers, event in stored)
+    # The header is the task key's HMAC of the event id: stable for retries, and neither the
+    # id itself nor anything another task's key would give.
+    assert all(headers[MSG_ID_HEADER] == KEY.message_id(event.id) for headers, event in stored)
+    assert all(headers[MSG_ID_HEADER] != event.id for headers, event in stored)
+    other = SigningKey(os.urandom(32))
+    assert all(headers[MSG_ID_HEADER] != other.message_id(event.id) for headers, event in stored)
 
 
 async def test_concurrent_emits_are_stored_in_sequence_order(
     nats_server: NatsServer, event_stream: NatsClient
 ) -> None:
     settings = PublisherSettings(queue_size=1, ack_timeout_seconds=1)
-    async with await EventPublisher.connect(nats_server.url, TASK, KEY, settings) as publisher:
+    async with await EventPublisher.connect(
+        nats_server.url, TASK, KEY, settings, credentials=runner_user(nats_server)
+    ) as publisher:
         await asyncio.gather(*(publisher.emit(LogPayload(message=str(i))) for i in range(40)))
     stored = await stored_events(event_stream)
     assert [event.sequence for _, event in stored] == list(range(1, 41))
@@ -92,7 +107,9 @@ async def test_concurrent_emits_are_stored_in_sequence_order(
 async def test_stored_event_does_not_verify_with_another_key(
     nats_server: NatsServer, event_stream: NatsClient
 ) -> None:
-    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+    async with await EventPublisher.connect(
+        nats_server.url, TASK, KEY, FAST, credentials=runner_user(nats_server)
+    ) as publisher:
         await publisher.emit(LogPayload(message="hello"))
     msg = await event_stream.jetstream().get_msg(STREAM_NAME, 1)
     assert msg.data is not None
@@ -103,7 +120,7 @@ async def test_stored_event_does_not_verify_with_another_key(
 async def test_duplicate_publish_is_dropped_by_jetstream(event_stream: NatsClient) -> None:
     js = event_stream.jetstream()
     event = sign_event(build_event(TASK, 1, LogPayload(message="once")), KEY)
-    headers = {MSG_ID_HEADER: event.id}
+    headers = {MSG_ID_HEADER: KEY.message_id(event.id)}
     first = await js.publish(TASK.subject, event.to_bytes(), stream=STREAM_NAME, headers=headers)
     again = await js.publish(TASK.subject, event.to_bytes(), stream=STREAM_NAME, headers=headers)
     assert not first.duplicate
@@ -115,7 +132,9 @@ async def test_duplicate_publish_is_dropped_by_jetstream(event_stream: NatsClien
 async def test_publisher_survives_a_nats_restart(
     nats_server: NatsServer, event_stream: NatsClient
 ) -> None:
-    publisher = await EventPublisher.connect(nats_server.url, TASK, KEY, FAST)
+    publisher = await EventPublisher.connect(
+        nats_server.url, TASK, KEY, FAST, credentials=runner_user(nats_server)
+    )
     for i in range(1, 11):
         await publisher.emit(StepPayload(step=i))
     await publisher.flush()
@@ -142,7 +161,9 @@ async def test_publisher_reports_an_event_it_could_not_deliver(
     settings = PublisherSettings(
         deadline_seconds=1, ack_timeout_seconds=0.2, max_backoff_seconds=0.1
     )
-    publisher = await EventPublisher.connect(nats_server.url, TASK, KEY, settings)
+    publisher = await EventPublisher.connect(
+        nats_server.url, TASK, KEY, settings, credentials=runner_user(nats_server)
+    )
     await publisher.emit(StepPayload(step=1))
     await publisher.flush()
     await asyncio.to_thread(nats_server.stop)
@@ -157,13 +178,15 @@ async def test_publisher_reports_an_event_it_could_not_deliver(
 
 
 async def _connect(server: NatsServer) -> NatsClient:
-    return await nats.connect(server.url)
+    return await nats.connect(**server.connect_options())
 
 
 async def test_close_gives_up_after_its_timeout(
     nats_server: NatsServer, event_stream: NatsClient
 ) -> None:
-    publisher = await EventPublisher.connect(nats_server.url, TASK, KEY, FAST)
+    publisher = await EventPublisher.connect(
+        nats_server.url, TASK, KEY, FAST, credentials=runner_user(nats_server)
+    )
     await asyncio.to_thread(nats_server.stop)
     await publisher.emit(StepPayload(step=1))
     await publisher.emit(StepPayload(step=2))
@@ -179,7 +202,9 @@ async def test_a_1_mb_result_reaches_the_stream_in_parts_and_the_audit_store_who
     text = "".join(f"{n:07d} ünïcödé résult line — 😀\n" for n in range(30_000))
     assert len(text.encode()) > 1_000_000
     outcome = RunOutcome(reason=ExitReason.COMPLETED, steps=4, result=text)
-    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+    async with await EventPublisher.connect(
+        nats_server.url, TASK, KEY, FAST, credentials=runner_user(nats_server)
+    ) as publisher:
         await publisher.emit(StepPayload(step=1))
         await report_outcome(publisher, outcome, duration_ms=10, redact=lambda s: s)
 
@@ -217,7 +242,9 @@ async def test_a_1_mb_structured_result_is_published_promptly_and_stored_whole(
     text = json.dumps(structured, ensure_ascii=False)
     assert len(text.encode()) > 1_000_000
     outcome = RunOutcome(reason=ExitReason.COMPLETED, steps=1, result=text, structured=structured)
-    async with await EventPublisher.connect(nats_server.url, TASK, KEY, FAST) as publisher:
+    async with await EventPublisher.connect(
+        nats_server.url, TASK, KEY, FAST, credentials=runner_user(nats_server)
+    ) as publisher:
         async with asyncio.timeout(10):  # cut a short string at a time, it took minutes
             await report_outcome(publisher, outcome, duration_ms=10, redact=lambda s: s)
 

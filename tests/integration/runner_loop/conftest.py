@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +153,17 @@ async def start_runner(
             model_url=model_url(server, provider),
             termination_path=path,
         )
-        runner = await RunnerProcess.start({**environment, **env}, path)
+        environment = {**environment, **env}
+        # The task's NATS user, as the operator would mint it into the per-task Secret.
+        environment.setdefault(
+            "OPSPAWN_NATS_CREDENTIALS",
+            nats_server.issuer.runner_credentials(
+                environment["OPSPAWN_TASK_NAMESPACE"],
+                environment["OPSPAWN_TASK_UID"],
+                time.time() + 3600,
+            ),
+        )
+        runner = await RunnerProcess.start(environment, path)
         started.append(runner)
         return runner
 

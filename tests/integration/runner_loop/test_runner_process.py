@@ -18,6 +18,7 @@ from opspawn.api.events import (
     EventType,
     FinishedPayload,
     ResultPayload,
+    SigningKey,
     ToolCallPayload,
     ToolResultPayload,
     UsagePayload,
@@ -27,6 +28,7 @@ from tests.integration.conftest import Serve
 from tests.integration.runner_loop.conftest import (
     API_KEY,
     NAMESPACE,
+    SIGNING_KEY,
     TASK_UID,
     Run,
     stored_events,
@@ -97,7 +99,7 @@ async def test_two_tool_task_round_trip(
     assert "42" in json.dumps(tool_turn)  # the model saw the tool results
 
 
-async def test_events_carry_their_id_as_the_msg_id_header(
+async def test_events_carry_an_hmac_of_their_id_as_the_msg_id_header(
     serve: Serve, start_runner: Run, event_stream: NatsClient
 ) -> None:
     server = await serve({"turns": [{"text": "done"}]})
@@ -106,7 +108,8 @@ async def test_events_carry_their_id_as_the_msg_id_header(
     js = event_stream.jetstream()
     first = await js.get_msg("OPSPAWN_EVENTS", 1)
     assert first.headers is not None
-    assert first.headers[MSG_ID_HEADER] == f"{TASK_UID}/1/1"
+    key = SigningKey(SIGNING_KEY.encode())
+    assert first.headers[MSG_ID_HEADER] == key.message_id(f"{TASK_UID}/1/1")
 
 
 BUDGET_CASES = {
