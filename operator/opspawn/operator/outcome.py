@@ -21,6 +21,8 @@ COMPLETED = "Completed"
 TIMED_OUT = "TimedOut"
 RUNNER_LOST = "RunnerLost"
 FAILED = "Failed"
+OOM_KILLED = "OOMKilled"
+"""The kubelet's termination reason for a container the kernel killed at its memory limit."""
 
 _REASON = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
 
@@ -114,6 +116,14 @@ def attempt_outcome(job: JobView, pods: Iterable[Mapping[str, Any]]) -> AttemptO
             f" ({job.failure_reason or 'no reason'}: {job.failure_message or 'no message'})"
         )
     exit_code = int(terminated.get("exitCode", -1))
+    if terminated.get("reason") == OOM_KILLED:
+        return AttemptOutcome(
+            reason=OOM_KILLED,
+            message=f"the runner went over its memory limit and was killed (exit code "
+            f"{exit_code}): raise spec.runner.resources.limits.memory",
+            exit_code=exit_code,
+            retryable=exit_code_is_retryable(exit_code),
+        )
     message = _termination_message(terminated)
     stop_reason, details = _stop_reason(message)
     if exit_code == RunnerExitCode.SUCCEEDED:

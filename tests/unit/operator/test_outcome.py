@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from opspawn.api.events import RunnerExitCode
 from typing import Any
 
 import pytest
 
+from opspawn.api.events import RunnerExitCode
 from opspawn.operator.outcome import attempt_outcome, start_failure
 from tests.unit.operator.builders import job, pod, termination_message
 
@@ -42,6 +42,15 @@ def test_transient_exit_is_retryable_and_carries_the_runners_stop_reason() -> No
     assert outcome.exit_code == 75
     assert outcome.retryable
     assert not outcome.succeeded
+
+
+def test_a_runner_killed_at_its_memory_limit_is_oom_killed_and_retryable() -> None:
+    outcome = attempt_outcome(FAILED_JOB, [pod(137, terminated_reason="OOMKilled")])
+
+    assert outcome.reason == "OOMKilled"
+    assert "memory limit" in outcome.message
+    assert outcome.exit_code == 137
+    assert outcome.retryable
 
 
 def test_exit_zero_completed_with_the_result_summary() -> None:
@@ -155,7 +164,7 @@ def test_runner_timeout_exit_code_is_timed_out_whatever_the_message() -> None:
 
 
 def test_a_kill_without_a_message_is_retried_as_killed() -> None:
-    outcome = attempt_outcome(FAILED_JOB, [pod(137, terminated_reason="OOMKilled")])
+    outcome = attempt_outcome(FAILED_JOB, [pod(137, terminated_reason="Error")])
 
     assert outcome.reason == "Killed"
     assert outcome.retryable
