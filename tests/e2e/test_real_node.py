@@ -32,26 +32,21 @@ from opspawn.dev.realnode import host, network
 from opspawn.dev.stack import DevStack
 from tests.e2e.conftest import ChartInstall, Cluster, StartChartOperator, poll
 
-MCP_SERVER_SOURCE = """
-import os
-from mcp.server.mcpserver import MCPServer
-server = MCPServer("in-image", log_level="WARNING")
-
-@server.tool(description="Add two integers.")
-def add(a: int, b: int) -> int:
-    return a + b
-
-@server.tool(description="Try to write a file at the root of the filesystem.")
-def write_root() -> str:
-    try:
-        with open("/mcp-was-here", "w") as handle:
-            handle.write("x")
-    except OSError as error:
-        return f"refused: {error.strerror}"
-    return "written"
-
-server.run("stdio")
-"""
+MCP_SERVER = [
+    # A stdio MCP server written into the task: spec command items are at most 256 characters,
+    # so the source travels in pieces that the first one joins.
+    "python",
+    "-c",
+    "import sys; exec(chr(10).join(sys.argv[1:]))",
+    "import os\nfrom mcp.server.mcpserver import MCPServer\n"
+    "s = MCPServer('in-image', log_level='WARNING')",
+    "@s.tool(description='Add two integers.')\ndef add(a: int, b: int) -> int:\n    return a + b",
+    "@s.tool(description='Create a file on the root filesystem.')\ndef write_root() -> str:\n"
+    "    try:\n        os.close(os.open('/var/tmp/mcp-was-here', os.O_CREAT | os.O_WRONLY))",
+    "    except OSError as error:\n        return 'refused: ' + error.strerror\n"
+    "    return 'written'",
+    "s.run('stdio')",
+]
 
 
 class _CountingHandler(BaseHTTPRequestHandler):
@@ -390,7 +385,7 @@ def test_mcp_stdio_server_runs_inside_the_read_only_runner_container(
     name = "mcp-in-image"
     server = {
         "name": "local",
-        "command": ["python", "-c", MCP_SERVER_SOURCE],
+        "command": MCP_SERVER,
         "allowedTools": ["add", "write_root"],
     }
     _apply(cluster, chart_install.watched, _task(name, tools={"mcpServers": [server]}))
