@@ -106,6 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the xdist_group markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The local variants need the local stack: mark them as the stack's own tests are. The real
     node's tests all go to one xdist worker (one node per machine), the one that stops it last."""
