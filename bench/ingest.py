@@ -456,7 +456,8 @@ def main() -> None:
     runs: list[list[dict[str, Any]]] = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="opspawn-bench-") as workdir:
-            stack = DevStack(Path(workdir))
+            # Its publishers and raw clients connect without credentials: NATS without auth.
+            stack = DevStack(Path(workdir), nats_auth=False)
             stack.start()
             try:
                 runs.append(asyncio.run(main_async(args, stack)))

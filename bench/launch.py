@@ -197,6 +197,7 @@ async def measure(
         nats_url=stack.nats.url,
         log_path=stack.workdir / f"operator-{count}-{run}.log",
         args=[
+            *stack.nats.operator_auth_args(),
             "--namespace",
             namespace,
             "--runner-command",

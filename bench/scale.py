@@ -111,7 +111,7 @@ def run_operator(stack: DevStack, count: int, label: str) -> tuple[float, float]
         kubeconfig=operator_kubeconfig(stack.control_plane),
         nats_url=stack.nats.url,
         log_path=stack.workdir / f"operator-{label}.log",
-        args=["--namespace", NAMESPACE, "--log-level", "WARNING"],
+        args=[*stack.nats.operator_auth_args(), "--namespace", NAMESPACE, "--log-level", "WARNING"],
         timeout=600,
     )
     try:

@@ -73,6 +73,9 @@ class DevStack:
 
     workdir: Path
     with_nats: bool = True
+    nats_auth: bool = True
+    """NATS in operator mode: the operator mints every runner's user (off only for benchmarks
+    that measure raw throughput with clients of their own)."""
     with_postgres: bool = True
     audit_log: bool = False
     with_operator: bool = False
@@ -134,7 +137,7 @@ class DevStack:
         else:
             self._start_kubelet(self.control_plane)
         if self.with_nats:
-            self.nats = NatsServer(self.workdir / "nats", auth=True)
+            self.nats = NatsServer(self.workdir / "nats", auth=self.nats_auth)
             self.nats.start()
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
