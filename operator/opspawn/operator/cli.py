@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import SecretStr
 
 from opspawn.operator.lean_imports import refuse_unused_kubernetes_clients
 from opspawn.operator.nats_auth import NatsCredentialError, NatsIssuer
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
-from opspawn.runner.memory.endpoint import MAX_API_KEY_CHARS, GrpcAddressError, WeaviateAddress
+from opspawn.runner.memory.endpoint import GrpcAddressError, WeaviateAddress
 
 IMAGE_REPOSITORY = "ghcr.io/opspawn/opspawn"
 DEFAULT_RUNNER_IMAGE = f"{IMAGE_REPOSITORY}:{importlib.metadata.version('opspawn')}"
@@ -59,9 +58,10 @@ def _nats_issuer(account: str | None, seed_file: str | None) -> NatsIssuer | Non
         raise click.BadParameter(str(error), param_hint="--nats-signing-key-file") from None
 
 
-def _weaviate_admin_key(options: Mapping[str, Any]) -> SecretStr | None:
-    """The root API key the operator provisions namespaces with (--weaviate-api-key-file):
-    required with --weaviate-url, since runners must not reach Weaviate anonymously."""
+def _weaviate_admin_key_file(options: Mapping[str, Any]) -> Path | None:
+    """The file with the root API key the operator provisions namespaces with
+    (--weaviate-api-key-file): required with --weaviate-url, since runners must not reach
+    Weaviate anonymously. It is read when the operator starts."""
     url, key_file = options["weaviate_url"], options["weaviate_api_key_file"]
     if url is None:
         return None
@@ -77,15 +77,7 @@ def _weaviate_admin_key(options: Mapping[str, Any]) -> SecretStr | None:
             "with --weaviate-api-key-file",
             param_hint="--weaviate-url",
         )
-    try:
-        key = Path(key_file).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise click.BadParameter(
-            f"cannot read it ({type(error).__name__})", param_hint="--weaviate-api-key-file"
-        ) from None
-    if not key or len(key) > MAX_API_KEY_CHARS or not key.isprintable():
-        raise click.BadParameter("holds no API key", param_hint="--weaviate-api-key-file")
-    return SecretStr(key)
+    return Path(key_file)
 
 
 def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
@@ -117,7 +109,7 @@ def settings_from_options(options: Mapping[str, Any]) -> OperatorSettings:
             },
         ),
         namespaces=options["namespaces"],
-        weaviate_api_key=_weaviate_admin_key(options),
+        weaviate_api_key_file=_weaviate_admin_key_file(options),
         database_url=options["database_url"],
         migrate=options["migrate"],
         stall_seconds=options["stall_seconds"],

@@ -31,6 +31,7 @@ import binascii
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from kubernetes_asyncio import client
@@ -188,11 +189,26 @@ class MemoryAccess:
             await self._admin.close()
 
 
+class AdminKeyError(Exception):
+    """The root API key file cannot be read or holds no key (the message never quotes it)."""
+
+
+def read_admin_key(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise AdminKeyError(f"cannot read {path} ({type(error).__name__})") from None
+    if not key or len(key) > MAX_API_KEY_CHARS or not key.isprintable():
+        raise AdminKeyError(f"{path} holds no API key")
+    return key
+
+
 def memory_access(settings: OperatorSettings, api: client.ApiClient) -> MemoryAccess | None:
-    """The operator's `MemoryAccess` when it has a Weaviate (None otherwise)."""
+    """The operator's `MemoryAccess` when it has a Weaviate (None otherwise); AdminKeyError
+    when the root key file is unusable."""
     runner = settings.runner
-    if runner.weaviate_url is None or settings.weaviate_api_key is None:
+    if runner.weaviate_url is None or settings.weaviate_api_key_file is None:
         return None
     address = WeaviateAddress.parse(runner.weaviate_url, runner.weaviate_grpc_address)
-    admin = WeaviateAdmin(address, settings.weaviate_api_key.get_secret_value())
+    admin = WeaviateAdmin(address, read_admin_key(settings.weaviate_api_key_file))
     return MemoryAccess(admin, KubeCredentials(api), runner.embedding_models)

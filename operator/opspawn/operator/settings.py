@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from pydantic import SecretStr
+from pathlib import Path
 
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.stream import StreamSettings
@@ -43,9 +42,9 @@ class OperatorSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     namespaces: tuple[str, ...] = ()
     """Namespaces to serve; empty means the whole cluster."""
-    weaviate_api_key: SecretStr | None = None
-    """A Weaviate root user's key: the operator provisions each namespace's memory user and
-    role with it (`memory_access`); set whenever `runner.weaviate_url` is."""
+    weaviate_api_key_file: Path | None = None
+    """The file with a Weaviate root user's API key: the operator provisions each namespace's
+    memory user and role with it (`memory_access`); set whenever `runner.weaviate_url` is."""
     database_url: str | None = None
     """The audit store (SQLAlchemy URL); without it runner events are not consumed."""
     migrate: bool = True

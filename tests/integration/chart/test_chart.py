@@ -191,6 +191,7 @@ def test_settings_reach_the_operator_command_as_environment(
     assert tuned["namespaces"] == () and tuned["database_url"] is None
     assert tuned["weaviate_url"] == "http://weaviate.weaviate.svc:8080"
     assert tuned["weaviate_grpc_address"] == "weaviate-grpc.weaviate.svc:50051"
+    assert tuned["weaviate_api_key_file"] == "/var/run/secrets/opspawn/weaviate/api-key"
     assert tuned["embedding_models"] == ("openai=text-embedding-3-small",)
 
     namespaced = _parsed_by_the_cli(
