@@ -168,6 +168,8 @@ def _mmdebstrap_command(output: Path, mirrors: list[str]) -> list[str]:
         "mmdebstrap",
         "--variant=minbase",
         f"--include={','.join(BASE_PACKAGES)}",
+        # Recommends brought the whole of perl (47 MB) that nothing depends on.
+        '--aptopt=APT::Install-Recommends "false"',
         *(f"--dpkgopt=path-exclude={pattern}" for pattern in _BASE_DPKG_EXCLUDES),
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         DEBIAN_SUITE,
@@ -194,6 +196,9 @@ def base_image() -> ImageArchive:
     with cache_lock("image-base"):
         if not image.archive.is_file():
             _make_base(image, mirrors)
+            for older in images_dir().glob("opspawn-base-*.tar"):
+                if older != image.archive:
+                    older.unlink()
         _ensure_in_storage(image)
     return image
 
@@ -262,66 +267,76 @@ def sources_digest(base_reference: str, root: Path = REPOSITORY) -> str:
 
 
 def build_project_image() -> ImageArchive:
-    """The project image for the current sources, built and exported if not cached yet."""
+    """The project image for the current sources, built and exported if not cached yet.
+
+    The sources are copied first and the copy is both hashed and built, so an edit made while
+    the build waits for the lock or runs can never end in an image named after other sources."""
     if shutil.which("buildah") is None and _docker_has_buildx():
         return _build_with_docker()
     base = base_image()
-    digest = sources_digest(base.reference)
-    image = ImageArchive(
-        reference=f"{IMAGE_NAME}:{project_version()}-{digest}",
-        archive=images_dir() / f"opspawn-{project_version()}-{digest}.tar",
-    )
-    with cache_lock("image"):
-        if not image.archive.is_file():
-            _build_with_buildah(image, base)
-            _prune_older_archives(image)
+    images_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=images_dir()) as staging:
+        context = _copy_context(Path(staging) / "context")
+        image = _project_image(sources_digest(base.reference, context))
+        with cache_lock("image"):
+            if not image.archive.is_file():
+                _build_with_buildah(image, base, context, Path(staging))
+                _prune_older_archives(image)
     return image
 
 
-def _build_with_buildah(image: ImageArchive, base: ImageArchive) -> None:
+def _project_image(digest: str) -> ImageArchive:
+    return ImageArchive(
+        reference=f"{IMAGE_NAME}:{project_version()}-{digest}",
+        archive=images_dir() / f"opspawn-{project_version()}-{digest}.tar",
+    )
+
+
+def _build_with_buildah(
+    image: ImageArchive, base: ImageArchive, context: Path, staging: Path
+) -> None:
     log = _log_path("opspawn")
     _say(f"building {image.reference} with buildah on {base.reference} (log: {log})")
     _remove_build_leftovers(base)
-    with tempfile.TemporaryDirectory(dir=images_dir()) as staging:
-        context = Path(staging) / "context"
-        _copy_context(context)
-        pip_dir = Path(staging) / "pip"
-        write_build_pip_settings(pip_dir)
-        started = time.monotonic()
-        _run(
-            [
-                "buildah",
-                "bud",
-                "--runtime",
-                "runc",
-                # The process lacks CAP_SYS_RESOURCE: buildah's default rlimits are refused.
-                "--ulimit",
-                "nofile=20000:20000",
-                "--ulimit",
-                "nproc=20000:20000",
-                # Keep the dependency layer: a source change then reinstalls only the project.
-                "--layers",
-                "--build-arg",
-                f"BASE_IMAGE={base.reference}",
-                "--volume",
-                f"{pip_dir}:{_BUILD_PIP_DIR}:ro",
-                "--tag",
-                image.reference,
-                "--file",
-                str(context / "Dockerfile"),
-                str(context),
-            ],
-            log,
-        )
-        _say(f"built {image.reference} in {time.monotonic() - started:.0f} s")
-        _export(image, Path(staging), log)
+    pip_dir = staging / "pip"
+    write_build_pip_settings(pip_dir)
+    started = time.monotonic()
+    _run(
+        [
+            "buildah",
+            "bud",
+            "--runtime",
+            "runc",
+            # The process lacks CAP_SYS_RESOURCE: buildah's default rlimits are refused.
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=20000:20000",
+            # Keep the dependency layer: a source change then reinstalls only the project.
+            "--layers",
+            "--build-arg",
+            f"BASE_IMAGE={base.reference}",
+            "--volume",
+            f"{pip_dir}:{_BUILD_PIP_DIR}:ro",
+            "--tag",
+            image.reference,
+            "--file",
+            str(context / "Dockerfile"),
+            str(context),
+        ],
+        log,
+    )
+    _say(f"built {image.reference} in {time.monotonic() - started:.0f} s")
+    _export(image, staging, log)
 
 
-def _copy_context(context: Path) -> None:
+def _copy_context(context: Path) -> Path:
+    """A copy of the files that go into the image: the build context."""
     for path in source_files():
         target = context / path.relative_to(REPOSITORY)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
+    return context
 
 
 def host_pip_settings() -> dict[str, str]:
@@ -414,19 +429,14 @@ def _docker_has_buildx() -> bool:
 
 def _build_with_docker() -> ImageArchive:
     """Where only Docker with BuildKit exists: the Dockerfile's default base from its registry."""
-    digest = sources_digest("docker:default-base")
-    image = ImageArchive(
-        reference=f"{IMAGE_NAME}:{project_version()}-{digest}",
-        archive=images_dir() / f"opspawn-{project_version()}-{digest}.tar",
-    )
-    with cache_lock("image"):
-        if not image.archive.is_file():
-            log = _log_path("opspawn")
-            _say(f"building {image.reference} with docker buildx (log: {log})")
-            image.archive.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=images_dir()) as staging:
-                context = Path(staging) / "context"
-                _copy_context(context)
+    images_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=images_dir()) as staging:
+        context = _copy_context(Path(staging) / "context")
+        image = _project_image(sources_digest("docker:default-base", context))
+        with cache_lock("image"):
+            if not image.archive.is_file():
+                log = _log_path("opspawn")
+                _say(f"building {image.reference} with docker buildx (log: {log})")
                 _run(
                     ["docker", "buildx", "build", "--load", "-t", image.reference, str(context)],
                     log,
@@ -434,7 +444,7 @@ def _build_with_docker() -> ImageArchive:
                 partial = Path(staging) / "image.tar"
                 _run(["docker", "save", "-o", str(partial), image.reference], log)
                 partial.replace(image.archive)
-            _prune_older_archives(image)
+                _prune_older_archives(image)
     return image
 
 
