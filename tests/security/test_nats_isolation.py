@@ -8,6 +8,7 @@ still served."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +24,12 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from opspawn.api.events import STREAM_NAME, event_subject, runner_inbox
 from opspawn.dev.nats import NatsServer
 from opspawn.operator.nats_auth import jwt_claims
-from opspawn.operator.runner_job import NATS_CREDENTIALS_KEY, RunnerSettings, build_task_secret
+from opspawn.operator.runner_job import (
+    NATS_CREDENTIALS_KEY,
+    RunnerSettings,
+    build_runner_job,
+    build_task_secret,
+)
 from opspawn.operator.stream import StreamSettings, stream_config
 
 pytestmark = pytest.mark.anyio
@@ -180,3 +186,30 @@ async def test_a_runner_credential_expires_after_the_tasks_last_deadline(
 async def test_connecting_without_credentials_is_refused(nats_with_auth: NatsServer) -> None:
     with pytest.raises(Exception, match=r"(?i)authorization"):
         await nats.connect(nats_with_auth.url, max_reconnect_attempts=0, allow_reconnect=False)
+
+
+def test_the_runner_credential_reaches_the_pod_only_by_secret_reference(
+    nats_with_auth: NatsServer,
+) -> None:
+    settings = RunnerSettings(
+        image="i", nats_url=nats_with_auth.url, nats_issuer=nats_with_auth.issuer
+    )
+    body = task("team-a", "uid-a")
+    secret = build_task_secret(body, "k" * 32, settings)
+    job = build_runner_job(body, 1, settings)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    (variable,) = [e for e in container["env"] if e["name"] == "OPSPAWN_NATS_CREDENTIALS"]
+    assert variable["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": NATS_CREDENTIALS_KEY,
+    }
+    literal = json.dumps([e.get("value") for e in container["env"]])
+    credentials = secret["stringData"][NATS_CREDENTIALS_KEY]
+    user_seed = credentials.split("-----BEGIN USER NKEY SEED-----\n")[1].split("\n")[0]
+    token = credentials.split("-----BEGIN NATS USER JWT-----\n")[1].split("\n")[0]
+    # Booleans only: a failing assertion must not print a credential.
+    seed_in_env, jwt_in_env = user_seed in literal, token in literal
+    assert user_seed.startswith("SU"), "not a user seed"
+    assert not seed_in_env, "the runner's NATS seed is in an env value"
+    assert not jwt_in_env, "the runner's NATS JWT is in an env value"
+    assert jwt_claims(token)["nats"]["issuer_account"] == nats_with_auth.issuer.account
