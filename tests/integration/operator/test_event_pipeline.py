@@ -76,6 +76,7 @@ class Pipeline:
             "--database-url",
             self.postgres.url,
             f"--model-base-url=openai-compatible={self.model_url}/v1",
+            *self.nats.operator_auth_args(),
             runner_command=shlex.join(RUNNER_COMMAND),
             nats_url=self.nats.url,
         )
@@ -89,7 +90,7 @@ def pipeline(
     tmp_path: Path, start_test_operator: StartOperator, request: pytest.FixtureRequest
 ) -> Iterator[Pipeline]:
     """Parametrize indirectly with a mock-model script to replace SCRIPT."""
-    nats_server = NatsServer(tmp_path / "nats")
+    nats_server = NatsServer(tmp_path / "nats", auth=True)
     postgres = Postgres(tmp_path / "postgres")
     script = tmp_path / "script.yaml"
     script.write_text(yaml.safe_dump(getattr(request, "param", SCRIPT)))
@@ -131,9 +132,9 @@ def task(name: str) -> dict[str, Any]:
     )
 
 
-async def _stream_events(nats_url: str, subject: str) -> list[dict[str, Any]]:
+async def _stream_events(server: NatsServer, subject: str) -> list[dict[str, Any]]:
     """Every message the stream holds on `subject`, in order, as parsed JSON."""
-    connection = await nats.connect(nats_url)
+    connection = await nats.connect(**server.connect_options())
     try:
         jetstream = connection.jetstream()
         subscription = await jetstream.pull_subscribe(
@@ -152,9 +153,9 @@ async def _stream_events(nats_url: str, subject: str) -> list[dict[str, Any]]:
         await connection.close()
 
 
-async def _durable_drained(nats_url: str) -> bool:
+async def _durable_drained(server: NatsServer) -> bool:
     """Whether every durable consumer of the stream has been delivered and acked everything."""
-    connection = await nats.connect(nats_url)
+    connection = await nats.connect(**server.connect_options())
     try:
         jetstream = connection.jetstream()
         consumers = [
@@ -168,11 +169,11 @@ async def _durable_drained(nats_url: str) -> bool:
 
 
 def consumer_drained(pipeline: Pipeline) -> bool:
-    return asyncio.run(_durable_drained(pipeline.nats.url))
+    return asyncio.run(_durable_drained(pipeline.nats))
 
 
 def published_ids(pipeline: Pipeline, namespace: str, uid: str) -> list[str]:
-    events = asyncio.run(_stream_events(pipeline.nats.url, event_subject(namespace, uid)))
+    events = asyncio.run(_stream_events(pipeline.nats, event_subject(namespace, uid)))
     return [str(event["id"]) for event in events]
 
 
@@ -251,6 +252,7 @@ def test_events_reach_postgres_and_status(
         **os.environ,
         "DATABASE_URL": pipeline.postgres.url,
         "NATS_URL": pipeline.nats.url,
+        "NATS_CREDS": str(pipeline.nats.admin_credentials),
         "KUBECONFIG": str(kubeconfig),
     }
     shown = opspawn(environment, "audit", "show", f"{tasks.namespace}/mirrored")
@@ -337,10 +339,10 @@ def test_operator_killed_mid_run_loses_nothing(pipeline: Pipeline, tasks: Tasks)
     assert len(tasks.jobs("op-killed")) == 1
 
 
-async def _republish_without_dedup(nats_url: str, subject: str) -> int:
+async def _republish_without_dedup(server: NatsServer, subject: str) -> int:
     """Publish every event of `subject` again, without Nats-Msg-Id, so the stream keeps both."""
-    events = await _stream_events(nats_url, subject)
-    connection = await nats.connect(nats_url)
+    events = await _stream_events(server, subject)
+    connection = await nats.connect(**server.connect_options())
     try:
         jetstream = connection.jetstream()
         for event in events:
@@ -357,7 +359,7 @@ def test_every_event_published_twice_is_stored_once(pipeline: Pipeline, tasks: T
     uid = tasks.get("twice")["metadata"]["uid"]
     subject = event_subject(tasks.namespace, uid)
 
-    count = asyncio.run(_republish_without_dedup(pipeline.nats.url, subject))
+    count = asyncio.run(_republish_without_dedup(pipeline.nats, subject))
 
     assert len(published_ids(pipeline, tasks.namespace, uid)) == 2 * count
     assert_audit_matches_stream(pipeline, tasks, "twice")
@@ -391,7 +393,7 @@ def test_forged_and_misrouted_events_are_rejected_and_recorded(
         return sign_event(built, key).to_bytes()
 
     async def publish() -> None:
-        connection = await nats.connect(pipeline.nats.url)
+        connection = await nats.connect(**pipeline.nats.connect_options())
         try:
             jetstream = connection.jetstream()
             wrong_key = SigningKey(b"not-the-task-key-0123456789")
