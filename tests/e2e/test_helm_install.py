@@ -85,6 +85,9 @@ def test_chart_operator_runs_an_example_task_under_restricted_pod_security(
     )
     assert task["status"]["phase"] == "Succeeded"
     assert task["status"]["steps"] >= 1
+    usage = task["status"]["usage"]  # the mock model reports tokens; gpt-4.1-mini has a price
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0, usage
+    assert usage["costUSD"] > 0, usage
 
     # The runner Pod ran in the restricted namespace with the runner NetworkPolicy beside it.
     assert _pods(kubectl, chart_install.watched, f"opspawn.io/task-name={TASK}")
