@@ -698,8 +698,9 @@ def build_event(
     structured_dropped = False
     if isinstance(payload, ResultPayload):
         data, structured_dropped = _result_without_structured(data, limit)
+    data, flattened = _within_depth(data, MAX_NESTING_DEPTH - 1)  # the envelope is a level
     fitted, truncated = fit_json(data, limit)
-    truncated = truncated or structured_dropped
+    truncated = truncated or structured_dropped or flattened
     if truncated:
         payload = type(payload).model_validate(fitted)
     return RunnerEvent(
@@ -714,6 +715,31 @@ def build_event(
         payload=payload,
         truncated=truncated,
     )
+
+
+def _within_depth(data: dict[str, Any], max_depth: int) -> tuple[dict[str, Any], bool]:
+    """`data` with every array or object nested deeper than `max_depth` levels replaced by its
+    JSON text (or TRUNCATION_MARKER, if even that is too deep to write); (result, whether
+    changed). Consumers refuse deeper events (`read_event_json`), so the runner never sends
+    one."""
+    if _nesting_depth(data) <= max_depth:
+        return data, False
+    data = copy.deepcopy(data)
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while stack:
+        container, depth = stack.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for slot in [_Slot(container, key, value) for key, value in items]:
+            if not isinstance(slot.value, dict | list):
+                continue
+            if depth + 1 <= max_depth:
+                stack.append((slot.value, depth + 1))
+                continue
+            try:
+                slot.replace(json.dumps(slot.value, ensure_ascii=False))
+            except (RecursionError, ValueError):
+                slot.replace(TRUNCATION_MARKER)
+    return data, True
 
 
 def sign_event(event: RunnerEvent, key: SigningKey) -> RunnerEvent:

@@ -176,6 +176,8 @@ class EventConsumer:
         self._failing_commit_since: float | None = None
         self._fetched_through = 0
         """Highest stream sequence fetched so far."""
+        self._retrying: set[int] = set()
+        """Stream sequences handed back for a later try (nak'ed), not yet classified."""
 
     @property
     def healthy(self) -> bool:
@@ -262,10 +264,11 @@ class EventConsumer:
         return subscription
 
     def _resume_sequence(self) -> int:
-        """Where a recreated consumer starts: after the last message fetched. Every fetched
-        message is committed by the commit loop (which retries until it is), so only its ack,
-        now addressed to the deleted consumer, is lost, and that is harmless."""
-        return self._fetched_through + 1
+        """Where a recreated consumer starts: after the last message fetched, or at the first
+        one handed back for a later try. Every other fetched message is committed by the commit
+        loop (which retries until it is), so only its ack, now addressed to the deleted
+        consumer, is lost, and that is harmless."""
+        return min({*self._retrying, self._fetched_through + 1} - {0})
 
     def _pending_messages(self) -> int:
         return sum(len(s.events) + len(s.rejected) + len(s.poison) for s in self._pending)
@@ -413,10 +416,14 @@ class EventConsumer:
             except Exception as error:  # a bug must not stop every tenant's events
                 logger.exception("cannot classify a message on %r", message.subject)
                 outcome = _dead_letter(message, f"cannot be classified: {type(error).__name__}")
+            sequence = _stream_sequence(message)
             if isinstance(outcome, _Retry):
+                self._retrying.add(sequence)
                 with contextlib.suppress(Exception):  # unacked, it comes back after ack_wait
                     await message.nak(delay=RETRY_DELAY_SECONDS)
-            elif isinstance(outcome, RunnerEvent):
+                continue
+            self._retrying.discard(sequence)
+            if isinstance(outcome, RunnerEvent):
                 sorted_.events.append((message, outcome))
             elif isinstance(outcome, Rejected):
                 sorted_.rejected.append((message, outcome))

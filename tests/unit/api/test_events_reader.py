@@ -136,3 +136,19 @@ def test_a_signed_but_deeply_nested_payload_is_refused() -> None:
 def test_a_legitimate_event_still_reads() -> None:
     event = ev.verify_event(_signed_bytes(3), KEY, subject=TASK.subject)
     assert event.sequence == 3 and event.payload == ev.LogPayload(message="hello")
+
+
+@pytest.mark.parametrize("depth", [ev.MAX_NESTING_DEPTH, 150])
+def test_the_runner_never_publishes_an_event_the_reader_refuses_as_too_deep(depth: int) -> None:
+    """A model can send tool arguments of any depth; the event keeps them as JSON text below
+    the limit instead of being dead-lettered by the operator."""
+    arguments: Any = {"leaf": True}
+    for _ in range(depth):
+        arguments = {"a": arguments}
+    payload = ev.ToolCallPayload(call_id="c1", tool="calculator", arguments=arguments, allowed=True)
+    event = ev.sign_event(ev.build_event(TASK, 1, payload), KEY)
+
+    read = ev.verify_event(event.to_bytes(), KEY, subject=TASK.subject)
+    assert read.truncated is True
+    text = json.dumps(read.payload.model_dump(mode="json"))
+    assert '\\"leaf\\": true' in text  # the deep part survives as text
