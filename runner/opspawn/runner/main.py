@@ -58,13 +58,17 @@ Environment
     event before `finished`.
 
 Logs go to stderr; they never contain the API key or the signing key.
+
+Before reading anything the runner makes itself non-dumpable and removes every OPSPAWN_
+variable, and every proxy, CA and endpoint variable it must not honour, from its environment
+(`opspawn.runner.key_custody`): the code it starts (MCP stdio servers) can neither read its
+keys from /proc nor inherit them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -78,6 +82,7 @@ from opspawn.runner.config import (
     load_identity,
     load_task,
 )
+from opspawn.runner.key_custody import CustodyError, take_custody
 from opspawn.runner.model.deadline import Deadline
 from opspawn.runner.redact import Redactor
 from opspawn.runner.termination import write_termination_message
@@ -94,8 +99,15 @@ def main(env: Mapping[str, str] | None = None, *, check_config: bool = False) ->
     when it is usable, 2 otherwise.
     """
     started = time.monotonic()
-    env = dict(os.environ) if env is None else env
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    if env is None:
+        try:
+            env = take_custody()
+        except CustodyError as error:
+            logger.error("%s", error)
+            message = TerminationMessage.build(RunnerExitCode.INTERNAL_ERROR, message=str(error))
+            write_termination_message(message)
+            return RunnerExitCode.INTERNAL_ERROR
     try:
         identity = load_identity(env)
     except ConfigError as error:

@@ -98,6 +98,8 @@ class AnthropicClient:
             base_url=base_url or ANTHROPIC_BASE_URL,
             max_retries=0,
             timeout=retry.call_timeout,
+            # Explicit endpoint above; no proxy, CA or netrc from the environment.
+            http_client=anthropic.DefaultAsyncHttpxClient(trust_env=False),
         )
 
     async def complete(

@@ -55,6 +55,9 @@ from opspawn.runner.model.usage import from_google
 LOCAL_CALL_ID_PREFIX = "opspawn-local-"
 """Ids the adapter made up for function calls that came without one."""
 
+GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com/"
+"""The Gemini API, named here so that GOOGLE_GEMINI_BASE_URL in the environment is never used."""
+
 _STOP_REASONS = {
     genai_types.FinishReason.STOP: StopReason.END_TURN,
     genai_types.FinishReason.MAX_TOKENS: StopReason.MAX_TOKENS,
@@ -84,12 +87,13 @@ class GoogleClient:
         self._api_key = api_key
         self._sampling = sampling
         self._retry = retry
-        self._http = httpx2.AsyncClient()
+        # Explicit endpoint below; no proxy, CA or netrc from the environment.
+        self._http = httpx2.AsyncClient(trust_env=False)
         self._sdk = genai.Client(
             api_key=api_key,
             vertexai=False,
             http_options=genai_types.HttpOptions(
-                base_url=base_url,
+                base_url=base_url or GOOGLE_BASE_URL,
                 timeout=_milliseconds(retry.call_timeout),
                 retry_options=genai_types.HttpRetryOptions(attempts=1),
                 httpx_async_client=self._http,

@@ -89,6 +89,8 @@ class OpenAIChat:
             base_url=base_url or OPENAI_BASE_URL,
             max_retries=0,
             timeout=retry.call_timeout,
+            # Explicit endpoint above; no proxy, CA or netrc from the environment.
+            http_client=openai.DefaultAsyncHttpxClient(trust_env=False),
         )
 
     async def create(

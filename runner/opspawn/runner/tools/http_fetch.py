@@ -140,7 +140,10 @@ class HttpFetch:
         timeout = httpx2.Timeout(self.timeout_seconds)
         headers = {"User-Agent": USER_AGENT}
         self.allow_list.check(url)
-        async with httpx2.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        # trust_env=False: no proxy, CA bundle or netrc from the environment.
+        async with httpx2.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False
+        ) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 try:
                     async with client.stream("GET", url, headers=headers) as response:
