@@ -201,7 +201,7 @@ class EventConsumer:
         committer = asyncio.create_task(self._commit_loop(), name="audit-commit")
         try:
             subscription = await self._subscribe(connection)
-            last_check = time.monotonic()
+            last_check = self._last_fetch_ok = time.monotonic()  # the durable answered
             while True:
                 await self._room.wait()  # when the store is behind, JetStream holds the rest
                 try:
