@@ -183,3 +183,35 @@ def test_the_runner_gets_its_namespaces_key_by_reference_and_keeps_it_across_res
     shown += [json.dumps(tasks.status(name)) for name in ("first", "second")]
     shown += [o.process.log_path.read_text() for o in (first_operator, second_operator)]
     assert not [text for text in shown if key in text or weaviate_server.admin_key in text]
+
+
+def test_with_weaviate_down_at_launch_the_task_runs_without_memory_and_says_why(
+    stack: DevStack,
+    start_test_operator: StartOperator,
+    tasks: Tasks,
+    model_url: str,
+    tmp_path: Path,
+) -> None:
+    assert stack.postgres is not None
+    key_file = tmp_path / "weaviate-root-key"
+    key_file.write_text("a-root-key-of-a-weaviate-that-is-down")
+    start_test_operator(
+        "--database-url",
+        stack.postgres.url,
+        f"--model-base-url=openai-compatible={model_url}",
+        f"--weaviate-url=http://127.0.0.1:{free_port()}",  # nothing listens
+        f"--weaviate-grpc-address=127.0.0.1:{free_port()}",
+        f"--weaviate-api-key-file={key_file}",
+        runner_command=shlex.join(RUNNER_COMMAND),
+    )
+    unavailable = run(tasks, memory_task("weaviate-down", f"Notes{uuid.uuid4().hex[:12]}"))
+    assert (unavailable["status"], unavailable["reason"]) == ("False", "MemoryUnavailable")
+    assert "OPSPAWN_WEAVIATE_API_KEY" in unavailable["message"]
+
+    def provisioning_event() -> Any:
+        events = tasks.core.list_namespaced_event(tasks.namespace).items
+        return next((e for e in events if e.reason == "MemoryNotProvisioned"), None)
+
+    event = wait_for(provisioning_event, 30, "the MemoryNotProvisioned Event")
+    assert event.type == "Warning" and event.involved_object.name == "weaviate-down"
+    assert "cannot connect to Weaviate" in event.message
