@@ -8,6 +8,7 @@ still served."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.client import RawCredentials
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from opspawn.api.events import STREAM_NAME, event_subject, runner_inbox
+from opspawn.api.events import MAX_EVENT_BYTES, STREAM_NAME, event_subject, runner_inbox
 from opspawn.dev.nats import NatsServer
 from opspawn.operator.nats_auth import jwt_claims
 from opspawn.operator.runner_job import (
@@ -70,17 +71,24 @@ def minted(server: NatsServer, namespace: str, uid: str) -> str:
     return str(secret["stringData"][NATS_CREDENTIALS_KEY])
 
 
-async def runner(server: NatsServer, namespace: str, uid: str) -> NatsClient:
+async def runner(
+    server: NatsServer, namespace: str, uid: str, closed: asyncio.Event | None = None
+) -> NatsClient:
     errors: list[Exception] = []
 
     async def error_cb(error: Exception) -> None:
         errors.append(error)
+
+    async def closed_cb() -> None:
+        if closed is not None:
+            closed.set()
 
     connection = await nats.connect(
         server.url,
         user_credentials=RawCredentials(minted(server, namespace, uid)),
         inbox_prefix=runner_inbox(uid).encode(),
         error_cb=error_cb,
+        closed_cb=closed_cb,
         max_reconnect_attempts=0,
     )
     connection.violations = errors  # type: ignore[attr-defined]
@@ -213,3 +221,19 @@ def test_the_runner_credential_reaches_the_pod_only_by_secret_reference(
     assert not seed_in_env, "the runner's NATS seed is in an env value"
     assert not jwt_in_env, "the runner's NATS JWT is in an env value"
     assert jwt_claims(token)["nats"]["issuer_account"] == nats_with_auth.issuer.account
+
+
+async def test_a_runner_cannot_flood_the_stream_with_oversized_messages(
+    nats_with_auth: NatsServer, admin: NatsClient
+) -> None:
+    closed = asyncio.Event()
+    attacker = await runner(nats_with_auth, "team-a", "uid-a", closed)
+    oversized = b"x" * (MAX_EVENT_BYTES + 100_000)  # under the server-wide limit of 1 MiB
+    await attacker.publish(event_subject("team-a", "uid-a"), oversized)
+    with contextlib.suppress(Exception):  # the server cuts the connection
+        await attacker.flush(timeout=2)
+    async with asyncio.timeout(10):
+        await closed.wait()
+
+    info = await admin.jetstream().stream_info(STREAM_NAME)
+    assert info.state.messages == 0

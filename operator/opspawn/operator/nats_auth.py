@@ -47,12 +47,15 @@ from typing import Any
 import nkeys
 from nats.aio.client import RawCredentials
 
-from opspawn.api.events import STREAM_NAME, event_subject, runner_inbox
+from opspawn.api.events import MAX_EVENT_BYTES, STREAM_NAME, event_subject, runner_inbox
 
 ACCOUNT_NAME = "OPSPAWN"
 OPERATOR_INBOX_PREFIX = "_INBOX"
 _JWT_HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 _UNLIMITED = -1
+RUNNER_MAX_PAYLOAD = MAX_EVENT_BYTES + 4096
+"""Largest message a runner may send: the largest event and room for its headers."""
+RUNNER_MAX_SUBSCRIPTIONS = 8
 
 
 class NatsCredentialError(ValueError):
@@ -177,14 +180,23 @@ class NatsIssuer:
             raise NatsCredentialError("the signing key must be an account key (seed 'SA…')")
         return cls(account_public_key.strip(), key)
 
-    def user(self, name: str, permissions: Permissions, expires_at: float | None) -> str:
-        """A new user's `.creds` text, valid until `expires_at` (epoch seconds; None: forever)."""
+    def user(
+        self,
+        name: str,
+        permissions: Permissions,
+        expires_at: float | None,
+        *,
+        max_payload: int = _UNLIMITED,
+        max_subscriptions: int = _UNLIMITED,
+    ) -> str:
+        """A new user's `.creds` text, valid until `expires_at` (epoch seconds; None: forever),
+        its messages at most `max_payload` bytes, with at most `max_subscriptions` at once."""
         user = NKey.generate(nkeys.PREFIX_BYTE_USER)
         nats: dict[str, Any] = {
             **permissions.claims(),
-            "subs": _UNLIMITED,
+            "subs": max_subscriptions,
             "data": _UNLIMITED,
-            "payload": _UNLIMITED,
+            "payload": max_payload,
             "issuer_account": self.account,
             "type": "user",
             "version": 2,
@@ -195,8 +207,14 @@ class NatsIssuer:
         return credentials_file(encode_jwt(claims, self._signing_key), user)
 
     def runner_credentials(self, namespace: str, task_uid: str, expires_at: float) -> str:
+        """A runner's user: its own subject and inbox, no message larger than an event may be
+        (`RUNNER_MAX_PAYLOAD`), a few subscriptions (it needs one, for its acks)."""
         return self.user(
-            f"runner {namespace}/{task_uid}", runner_permissions(namespace, task_uid), expires_at
+            f"runner {namespace}/{task_uid}",
+            runner_permissions(namespace, task_uid),
+            expires_at,
+            max_payload=RUNNER_MAX_PAYLOAD,
+            max_subscriptions=RUNNER_MAX_SUBSCRIPTIONS,
         )
 
     def operator_credentials(self) -> str:
