@@ -12,13 +12,17 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/opspawn
 WORKDIR /src
 # The dependencies first, in a layer of their own: a change of the sources alone rebuilds only
-# the steps after it. Packages' own test suites go; everything is precompiled to
-# unchecked-hash pycs, which an import never re-validates or tries to rewrite (read-only root).
+# the steps after it. Packages' own test suites, C sources, headers and type stubs go;
+# everything is precompiled to unchecked-hash pycs, which an import never re-validates or tries
+# to rewrite (read-only root). Shared objects stay unstripped (strip would save about 40 MB):
+# strip can break the patchelf-edited libraries of auditwheel-repaired wheels.
 COPY pyproject.toml ./
 RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
     && /opt/opspawn/bin/pip install --no-compile --requirement requirements.txt \
     && find /opt/opspawn -depth -type d -path '*/site-packages/*' \
         \( -name __pycache__ -o -name tests -o -name test \) -exec rm -rf {} + \
+    && find /opt/opspawn -type f -path '*/site-packages/*' \
+        \( -name '*.pyi' -o -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' \) -delete \
     && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/opspawn
 COPY README.md ./
 COPY api ./api
