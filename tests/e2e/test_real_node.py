@@ -280,11 +280,18 @@ def test_runner_over_its_memory_limit_is_oom_killed_and_retried_as_spec_retry_sa
     status = task["status"]
     assert status["phase"] == "Failed", status
     assert status["attempt"] == 2, status  # the first attempt and the one retry spec.retry allows
-    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
-    assert failed["reason"] == "OOMKilled", failed
-    # The kernel killed each attempt's container: the kubelet says so in every Pod's status.
+    succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "OOMKilled"), succeeded
+    assert "memory limit" in succeeded["message"]
+    # Both attempts are in the audit trail with the reason.
+    attempts = [r for r in _audit(cluster, chart_install.watched, name) if r["record"] == "task"]
+    assert sorted((a["attempt"], a["reason"]) for a in attempts) == [
+        (1, "OOMKilled"),
+        (2, "OOMKilled"),
+    ], attempts
+    # The kernel killed the container: the kubelet says so in the runner Pods left.
     pods = _pods(cluster, chart_install.watched, name)
-    assert len(pods) == 2
+    assert pods
     for pod in pods:
         (container,) = pod["status"]["containerStatuses"]
         assert container["state"]["terminated"]["reason"] == "OOMKilled", container
