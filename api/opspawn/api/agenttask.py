@@ -54,11 +54,14 @@ NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 """Free text: any character but the C0 controls other than tab, newline and carriage return
 (JSON writes those as six-byte escapes, and no model needs them)."""
 
-SPEC_MAX_BYTES = 120 * 1024
-"""The spec as JSON (UTF-8) at most: it reaches the runner as one environment variable, which
-Linux caps at 128 KiB (MAX_ARG_STRLEN), name included. The CRD refuses most larger specs at
-apply (SPEC_TEXT_MAX_BYTES); the rest fail validation in the operator (Accepted=False,
-InvalidSpec) before any Job is made."""
+MAX_ARG_STRLEN = 128 * 1024
+"""Linux's cap on one environment variable, `NAME=value` and its NUL included."""
+
+SPEC_MAX_BYTES = MAX_ARG_STRLEN - 64
+"""The spec as JSON (UTF-8) at most: it reaches the runner as one environment variable
+(OPSPAWN_TASK_SPEC). The CRD's text budget (SPEC_TEXT_MAX_BYTES) keeps the specs it admits
+below this in practice; a spec over it anyway fails validation in the operator (Accepted=False,
+InvalidSpec) before any Job is made, instead of a runner that cannot start."""
 
 NAME_MAX_LENGTH = 63
 """metadata.name at most: the name is a label value on the runner Job and Pods (63 at most),
@@ -67,9 +70,9 @@ and the Job's and per-task Secret's names are cut from it."""
 SPEC_TEXT_MAX_BYTES = 48 * 1024
 """UTF-8 bytes of the spec's free text (goal, context, inputs, outputSchema) together at most.
 
-The spec reaches the runner as one environment variable, which Linux caps at 128 KiB
-(MAX_ARG_STRLEN); JSON escaping at most doubles free text without control characters, and the
-rest of the spec is bounded well below the remaining room (tests/unit/test_crd.py checks both)."""
+The spec reaches the runner as one environment variable (SPEC_MAX_BYTES); JSON escaping at
+most doubles free text without control characters, which leaves the rest of the spec about
+30 KiB. A spec that still does not fit is refused by the operator (SPEC_MAX_BYTES)."""
 
 REFUSED_ENV_NAMES: tuple[tuple[str, str], ...] = (
     (r"^OPSPAWN_", "names starting with OPSPAWN_ are reserved for the runner's own settings"),
