@@ -8,7 +8,12 @@ from typing import Any
 
 import yaml
 
-from opspawn.api.agenttask import AgentTask
+from opspawn.api.agenttask import (
+    NO_CONTROL_CHARACTERS,
+    SPEC_MAX_BYTES,
+    SPEC_TEXT_MAX_BYTES,
+    AgentTask,
+)
 from opspawn.api.crd import agenttask_crd, render_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +76,8 @@ def _max_json_size(node: dict[str, Any], path: str) -> int:
         if "enum" in node:
             return max(len(json.dumps(v)) for v in node["enum"])
         assert "maxLength" in node, f"{path} is an unbounded string"
-        # Free text may need escaping (two characters each); patterned strings never do here.
-        escape = 1 if "pattern" in node else 2
+        # Free text may need escaping (two characters each); other patterned strings never do.
+        escape = 1 if node.get("pattern", NO_CONTROL_CHARACTERS) != NO_CONTROL_CHARACTERS else 2
         return int(node["maxLength"]) * escape + 2
     if kind in ("integer", "number"):
         return 24
@@ -97,6 +102,19 @@ def test_largest_admissible_spec_fits_well_within_the_annotation_cap() -> None:
     """kopf keeps a copy of the spec in an annotation; all annotations share 256 KiB."""
     largest = _max_json_size(_schema("spec"), "spec")
     assert largest < ANNOTATION_CAP * 0.75, f"a spec may serialise to {largest} bytes"
+
+
+def test_free_text_at_its_byte_budget_leaves_the_rest_of_the_spec_room_in_one_variable() -> None:
+    """The spec reaches the runner as one environment variable: JSON at most doubles the free
+    text the CRD admits (no control characters), and the rest of a realistic spec needs far
+    less than what remains; the operator refuses whatever still does not fit."""
+    spec = _schema("spec")
+    rules = [r["rule"] for r in spec["x-kubernetes-validations"]]
+    assert any(rule.endswith(f"<= {SPEC_TEXT_MAX_BYTES}") for rule in rules)
+    for name in ("goal", "context"):
+        assert spec["properties"][name]["pattern"] == NO_CONTROL_CHARACTERS
+    assert spec["properties"]["inputs"]["additionalProperties"]["pattern"] == NO_CONTROL_CHARACTERS
+    assert 2 * SPEC_TEXT_MAX_BYTES <= SPEC_MAX_BYTES - 24 * 1024
 
 
 def test_examples_parse_with_the_models() -> None:
