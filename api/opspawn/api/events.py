@@ -33,7 +33,15 @@ Identity and ordering
 Subjects and stream
     Events of one task go to `opspawn.events.<namespace>.<task-uid>` (see `event_subject`). One
     stream, `STREAM_NAME`, with file storage captures `opspawn.events.>` (see `stream_subjects`);
-    the operator creates it, the runner only publishes into it.
+    the operator creates it, the runner only publishes into it. A runner takes its JetStream
+    publish acknowledgements under its own inbox prefix (`runner_inbox`); with NATS auth its
+    credentials allow exactly its subject and that inbox (see `opspawn.operator.nats_auth`).
+
+Reading
+    `read_event_json` refuses, as unreadable, whatever is not strict UTF-8 JSON: duplicate
+    keys, NaN/Infinity, numbers out of range or longer than `MAX_NUMBER_CHARS`, nesting deeper
+    than `MAX_NESTING_DEPTH`. `verify_event` raises EventVerificationError and nothing else,
+    whatever the bytes; `build_event` never produces an event the reader refuses.
 
 Payload size
     The serialized payload of an event is capped (`payload_limit`: 64 KiB, 256 KiB for `result`
