@@ -168,8 +168,6 @@ def _mmdebstrap_command(output: Path, mirrors: list[str]) -> list[str]:
         "mmdebstrap",
         "--variant=minbase",
         f"--include={','.join(BASE_PACKAGES)}",
-        # Recommends brought the whole of perl (47 MB) that nothing depends on.
-        '--aptopt=APT::Install-Recommends "false"',
         *(f"--dpkgopt=path-exclude={pattern}" for pattern in _BASE_DPKG_EXCLUDES),
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         DEBIAN_SUITE,
