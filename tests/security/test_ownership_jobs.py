@@ -7,6 +7,7 @@ against the operator serving the attacker's and the victim's namespaces at once.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes import client
@@ -45,6 +46,25 @@ def _security_events(stack: DevStack, namespace: str) -> list[SecurityEventRecor
     assert stack.postgres is not None
     with AuditStore(stack.postgres.url) as audit:
         return audit.security_events(namespace=namespace)
+
+
+GARBAGE_COLLECTOR = "system:serviceaccount:kube-system:generic-garbage-collector"
+
+
+def _deleters(stack: DevStack, namespace: str, name: str) -> set[str]:
+    """Who deleted Jobs `namespace/name`, by the apiserver's audit log."""
+    assert stack.control_plane is not None
+    users = set()
+    for line in stack.control_plane.audit_log_path.read_text().splitlines():
+        entry = json.loads(line)
+        target = entry.get("objectRef") or {}
+        if (
+            entry.get("verb") == "delete"
+            and target.get("resource") == "jobs"
+            and (target.get("namespace"), target.get("name")) == (namespace, name)
+        ):
+            users.add(str(entry["user"]["username"]))
+    return users
 
 
 def _forged_job(name: str, labels: dict[str, str], owner: dict[str, Any] | None) -> dict[str, Any]:
@@ -119,6 +139,9 @@ def test_a_job_in_another_namespace_claiming_the_victims_task_is_ignored_and_rep
     status = _task(kube_api, victim, "victim")["status"]
     assert status["attempt"] == 1  # the forged attempt 5 was never adopted
     assert len(status["attempts"]) == 1
+    # The operator never deleted anything in the attacker's namespace with its rights (the
+    # garbage collector may collect the Job: to Kubernetes the reference is to no owner).
+    assert _deleters(stack, attacker.namespace, "victim-forged-5") <= {GARBAGE_COLLECTOR}
 
 
 def test_a_job_labelled_as_a_tasks_runner_in_its_own_namespace_is_not_its_runner(
