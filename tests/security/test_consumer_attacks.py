@@ -279,4 +279,14 @@ def test_a_deleted_consumer_is_recreated_and_readiness_follows_the_pipeline(
     wait_for(lambda: ready(operator), 60, "readiness to come back")
     tasks.create(task("after-outage"))
     wait_for(lambda: all_events_stored(pipeline, tasks, "after-outage"), 120, "ingest again")
+
+    # The audit store refusing commits makes it unready too, and nothing is lost.
+    pipeline.postgres.pause()
+    try:
+        tasks.create(task("during-pg-outage"))
+        wait_for(lambda: not ready(operator), 90, "readiness to drop while commits fail")
+    finally:
+        pipeline.postgres.start()
+    wait_for(lambda: ready(operator), 60, "readiness to come back with Postgres")
+    wait_for(lambda: all_events_stored(pipeline, tasks, "during-pg-outage"), 120, "the backlog")
     assert alive(operator)
