@@ -59,3 +59,9 @@ def test_the_policy_is_bound_to_deny() -> None:
     (binding,) = [o for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"]
     assert binding["spec"]["policyName"] == _policy()["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+def test_the_policy_comes_with_the_charts_authorization_objects() -> None:
+    """A platform team that brings its own RBAC (rbac.create: false) installs it with them."""
+    kinds = {o["kind"] for o in template({"rbac": {"create": False}})}
+    assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
