@@ -281,8 +281,9 @@ def test_runner_over_its_memory_limit_is_oom_killed_and_retried_as_spec_retry_sa
     assert status["phase"] == "Failed", status
     assert status["attempt"] == 2, status  # the first attempt and the one retry spec.retry allows
     succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")
-    assert (succeeded["status"], succeeded["reason"]) == ("False", "OOMKilled"), succeeded
-    assert "memory limit" in succeeded["message"]
+    # Retries used up: the condition says so, and names the last attempt's classified reason.
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "BackoffLimitExceeded")
+    assert "attempt 2: OOMKilled: the runner went over its memory limit" in succeeded["message"]
     # Both attempts are in the audit trail with the reason.
     attempts = [r for r in _audit(cluster, chart_install.watched, name) if r["record"] == "task"]
     assert sorted((a["attempt"], a["reason"]) for a in attempts) == [
