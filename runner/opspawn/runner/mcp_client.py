@@ -1,8 +1,9 @@
 """MCP servers of a task (`spec.tools.mcpServers`) as tools, with pinned definitions.
 
 A server is reached over stdio (`command`: the runner starts it as a child process, with only
-the SDK's short list of safe environment variables, so no key of the runner's reaches it) or
-over streamable HTTP (`url`). At start the server's tools are listed once; the ones on the
+the SDK's short list of safe environment variables, so no key of the runner's reaches it; nor
+can it read them from /proc, see `opspawn.runner.key_custody`) or over streamable HTTP
+(`url`). At start the server's tools are listed once; the ones on the
 server's `allowedTools` are pinned (a SHA-256 fingerprint of name, description and input
 schema) and offered to the model as `<server>__<tool>`. The others are never offered, so a call
 to them is refused by the registry like any unknown tool.
