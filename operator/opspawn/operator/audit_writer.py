@@ -114,10 +114,15 @@ class AuditWriter:
         self._kick()
 
     async def close_vanished(
-        self, present: Callable[[str], bool], namespaces: Sequence[str], now: datetime
+        self,
+        present: Callable[[str], bool],
+        namespaces: Sequence[str],
+        now: datetime,
+        vanished: Callable[[str, str, str], None] = lambda uid, namespace, name: None,
     ) -> None:
         """Close the open attempts of tasks that are not `present` (deleted while no operator
-        ran); retried until the store answers."""
+        ran), telling `vanished` (uid, namespace, name) of each; retried until the store
+        answers."""
         audit = self._audit
         if audit is None:
             return
@@ -132,6 +137,7 @@ class AuditWriter:
                 failures += 1
         for uid, attempt, namespace, name in attempts:
             if not present(uid):
+                vanished(uid, namespace, name)
                 self.snapshot(deleted_attempt(uid, attempt, namespace, name, now))
 
     def _kick(self) -> None:

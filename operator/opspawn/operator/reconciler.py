@@ -233,6 +233,8 @@ class Reconciler:
                     lambda uid: self.store.task(uid) is not None,
                     self._settings.namespaces,
                     self._clock(),
+                    # so that their runners' late events are known for what they are
+                    vanished=self.store.remember_deleted,
                 ),
                 name="close-vanished-attempts",
             )

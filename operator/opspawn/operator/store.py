@@ -79,6 +79,11 @@ class Store:
         self._deleted_tasks.add(uid, view.reference if view is not None else "")
         return view
 
+    def remember_deleted(self, uid: str, namespace: str, name: str) -> None:
+        """Record a task deleted while no operator ran (known from the audit store)."""
+        if uid not in self._tasks:
+            self._deleted_tasks.add(uid, f"{namespace}/{name}")
+
     def deleted_task(self, uid: str, namespace: str) -> str | None:
         """The name of the task `uid` of `namespace` when it was deleted while this operator
         ran (None otherwise): its runner's late events are no one's forgery."""

@@ -110,7 +110,13 @@ async def test_at_start_attempts_of_tasks_deleted_meanwhile_are_closed(tmp_path:
     writer = AuditWriter(store)
     running = asyncio.create_task(writer.run())
     try:
-        await writer.close_vanished(lambda uid: uid == "here", ["ns"], FINISHED)
+        told: list[tuple[str, str, str]] = []
+        await writer.close_vanished(
+            lambda uid: uid == "here",
+            ["ns"],
+            FINISHED,
+            vanished=lambda *deleted: told.append(deleted),
+        )
         await asyncio.wait_for(writer.drained(), 5)
         phases = {uid: store.attempts(uid)[0] for uid in ("gone", "here", "elsewhere")}
     finally:
@@ -120,3 +126,4 @@ async def test_at_start_attempts_of_tasks_deleted_meanwhile_are_closed(tmp_path:
     assert phases["gone"].finished_at == FINISHED
     assert phases["here"].phase == "Running"
     assert phases["elsewhere"].phase == "Running"  # another operator's namespace
+    assert told == [("gone", "ns", "gone")]

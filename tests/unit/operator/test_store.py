@@ -118,3 +118,15 @@ def test_a_deleted_task_is_remembered_with_its_namespace_and_name() -> None:
     assert store.deleted_task(TASK_UID, NAMESPACE) == TASK_NAME
     assert store.deleted_task(TASK_UID, "another-namespace") is None
     assert store.deleted_task(OTHER_UID, NAMESPACE) is None
+
+
+def test_a_task_deleted_while_no_operator_ran_can_be_remembered() -> None:
+    store = Store()
+    store.put_task(task())
+
+    store.remember_deleted(OTHER_UID, NAMESPACE, "gone")
+    store.remember_deleted(TASK_UID, NAMESPACE, TASK_NAME)  # present: not deleted
+
+    assert store.deleted_task(OTHER_UID, NAMESPACE) == "gone"
+    assert store.deleted_task(TASK_UID, NAMESPACE) is None
+    assert store.task(TASK_UID) == task()
