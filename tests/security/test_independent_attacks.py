@@ -102,8 +102,9 @@ def test_a_job_forged_in_another_namespace_neither_finishes_nor_deletes_the_vict
     status = _task(kube_api, victim, "victim")["status"]
     assert status["attempt"] == 1
     assert batch.read_namespaced_job(job_name, victim.namespace).metadata.uid
-    # Nor did the operator delete the attacker's Job with its own rights.
-    assert batch.read_namespaced_job(job_name, attacker.namespace).metadata.uid
+    # The attacker's Job is the garbage collector's to delete (an owner in another namespace
+    # counts as absent); that the operator deleted nothing there is checked in the apiserver's
+    # audit log by test_ownership_jobs.py.
 
 
 def test_a_tenant_cannot_write_a_tasks_status(
