@@ -11,8 +11,10 @@ credential and nothing more, and Weaviate refuses everything else it tries.
 Restart-safe: Weaviate never shows a key again after it issued it, so the Secret is where the
 key lives. A restarted operator reads the Secret and asks Weaviate whose key it is; when the
 Secret is gone, or holds anything but that namespace's valid key (a tenant may edit Secrets of
-its namespace, which only ever harms that namespace), the operator rotates the user's key and
-writes the new one. Keys are never logged or put in status or Events.
+its namespace, which only ever harms that namespace), the operator restores the key it knows or,
+not knowing one Weaviate accepts, rotates the user's key and writes the new one. What it has
+provisioned is looked at again after `RECHECK_SECONDS`, so a user, role, tenant or collection
+deleted in Weaviate meanwhile is made again. Keys are never logged or put in status or Events.
 
 When a namespace has no tasks left, its user, role, tenants and memories stay: long-term
 memory is meant to outlive tasks. Deleting the namespace deletes its Secret; its Weaviate user,
@@ -29,8 +31,9 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -47,6 +50,9 @@ from opspawn.runner.memory.spaces import embedding_space
 
 logger = logging.getLogger(__name__)
 
+RECHECK_SECONDS = 600.0
+"""What was provisioned is looked at in Weaviate again after this long: someone may have
+deleted a user, role, tenant or collection meanwhile, or Weaviate may have lost its data."""
 SECRET_LABELS = {
     "app.kubernetes.io/name": "opspawn-memory",
     "app.kubernetes.io/managed-by": "opspawn",
@@ -115,16 +121,18 @@ class MemoryAccess:
         admin: WeaviateAdmin,
         credentials: CredentialStore,
         embedding_models: Mapping[str, str],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._admin = admin
         self._credentials = credentials
         self._embedding_models = embedding_models
+        self._clock = clock
         self._connected = False
         self._connecting = asyncio.Lock()
-        self._keys: dict[str, str] = {}
-        """Keys known to be the namespace's (checked with Weaviate, or issued by it)."""
-        self._granted: set[tuple[str, str, str]] = set()
-        """(namespace, collection, space) whose schema, tenant and permission exist."""
+        self._keys: dict[str, tuple[str, float]] = {}
+        """Keys known to be the namespace's (checked with Weaviate, or issued by it), and when."""
+        self._granted: dict[tuple[str, str, str], float] = {}
+        """When (namespace, collection, space) was seen to have its schema, tenant and role."""
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def prepare(self, namespace: str, spec: AgentTaskSpec) -> str | None:
@@ -154,8 +162,11 @@ class MemoryAccess:
             await self._grant(namespace, collection, space)
             await self._ensure_key(namespace)
 
+    def _fresh(self, checked_at: float | None) -> bool:
+        return checked_at is not None and self._clock() - checked_at < RECHECK_SECONDS
+
     async def _grant(self, namespace: str, collection: str, space: str) -> None:
-        if (namespace, collection, space) in self._granted:
+        if self._fresh(self._granted.get((namespace, collection, space))):
             return
         async with self._connecting:
             if not self._connected:
@@ -164,25 +175,30 @@ class MemoryAccess:
         await self._admin.ensure_collection(collection, space)
         await self._admin.ensure_tenant(collection, namespace)
         await self._admin.ensure_role(namespace, collection)
-        self._granted.add((namespace, collection, space))
+        self._granted[namespace, collection, space] = self._clock()
 
     async def _ensure_key(self, namespace: str) -> None:
-        """The Secret holds the namespace's valid key (rewritten when someone changed it)."""
+        """The Secret holds the namespace's valid key: the stored one or the one the operator
+        knows when Weaviate still accepts it, else a new one."""
         stored = await self._credentials.read(namespace)
-        known = self._keys.get(namespace)
-        if known is not None:
+        known, checked_at = self._keys.get(namespace, (None, None))
+        if known is not None and self._fresh(checked_at):
             if stored != known:
                 logger.warning("Secret %s/%s was changed; restoring it", namespace, MEMORY_SECRET)
                 await self._credentials.write(namespace, known)
             return
-        if stored is not None and await self._admin.key_is_namespace(stored, namespace):
-            key = stored
+        candidates = dict.fromkeys(key for key in (stored, known) if key is not None)
+        for candidate in candidates:
+            if await self._admin.key_is_namespace(candidate, namespace):
+                key = candidate
+                break
         else:
             key = await self._admin.issue_key(namespace)
-            await self._credentials.write(namespace, key)
             logger.info("issued the Weaviate key of namespace %s", namespace)
+        if key != stored:
+            await self._credentials.write(namespace, key)
         await self._admin.assign_role(namespace)
-        self._keys[namespace] = key
+        self._keys[namespace] = (key, self._clock())
 
     async def close(self) -> None:
         if self._connected:
