@@ -262,6 +262,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("image-with-space", {"runner": {"image": "opspawn runner:1"}}, "spec.runner.image"),
     ("control-character-in-goal", {"goal": "stop\u0000here"}, "spec.goal"),
     (
+        "nul-in-env-value",
+        {"runner": {"env": [{"name": "TZ", "value": "UTC\u0000"}]}},
+        "spec.runner.env[0].value",
+    ),
+    (
+        "nul-in-mcp-command",
+        {"tools": {"mcpServers": [{"name": "m", "command": ["srv\u0000"], "allowedTools": ["t"]}]}},
+        "spec.tools.mcpServers[0].command[0]",
+    ),
+    (
         "text-over-the-byte-budget",
         {"goal": "\U0001f600" * 16_384, "context": "\U0001f600" * 8192},
         "spec: Invalid value: the spec's text (goal, context, inputs and outputSchema together)",

@@ -51,8 +51,9 @@ OVERCOMMITTABLE_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 """Resources whose request may be below their limit; for the others they must be equal."""
 IMAGE_REFERENCE = r"^[^\s]+$"
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-"""Free text: any character but the C0 controls other than tab, newline and carriage return
-(JSON writes those as six-byte escapes, and no model needs them)."""
+"""Free text: any character but DEL and the C0 controls other than tab, newline and carriage
+return (JSON writes those as six-byte escapes, no model needs them, and a NUL cannot be part of
+a process's argument or environment at all)."""
 
 MAX_ARG_STRLEN = 128 * 1024
 """Linux's cap on one environment variable, `NAME=value` and its NUL included."""
@@ -339,9 +340,10 @@ class McpServer(ApiModel):
         },
     )
     """Streamable HTTP endpoint of the server, e.g. http://mcp-github.tools.svc:8080/mcp."""
-    command: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
-        default=None, min_length=1, max_length=8
-    )
+    command: (
+        list[Annotated[str, Field(min_length=1, max_length=256, pattern=NO_CONTROL_CHARACTERS)]]
+        | None
+    ) = Field(default=None, min_length=1, max_length=8)
     """Command that starts a stdio server inside the runner container (it must exist in the
     runner image)."""
     allowed_tools: list[Annotated[str, Field(min_length=1, max_length=64, pattern=TOOL_NAME)]] = (
@@ -613,7 +615,7 @@ class EnvVar(ApiModel):
     what code it loads are refused: OPSPAWN_*, *_PROXY, SSL_*, REQUESTS_CA_BUNDLE, provider
     SDK variables (OPENAI_*, ANTHROPIC_*, GOOGLE_* ...), *_BASE_URL, *_ENDPOINT, PYTHON*,
     LD_*."""
-    value: str = Field(default="", max_length=256)
+    value: str = Field(default="", max_length=256, pattern=NO_CONTROL_CHARACTERS)
     """Variable value."""
 
 
