@@ -284,12 +284,9 @@ def test_runner_over_its_memory_limit_is_oom_killed_and_retried_as_spec_retry_sa
     # Retries used up: the condition says so, and names the last attempt's classified reason.
     assert (succeeded["status"], succeeded["reason"]) == ("False", "BackoffLimitExceeded")
     assert "attempt 2: OOMKilled: the runner went over its memory limit" in succeeded["message"]
-    # Both attempts are in the audit trail with the reason.
+    # Both attempts are in the audit trail.
     attempts = [r for r in _audit(cluster, chart_install.watched, name) if r["record"] == "task"]
-    assert sorted((a["attempt"], a["reason"]) for a in attempts) == [
-        (1, "OOMKilled"),
-        (2, "OOMKilled"),
-    ], attempts
+    assert sorted(a["attempt"] for a in attempts) == [1, 2], attempts
     # The kernel killed the container: the kubelet says so in the runner Pods left.
     pods = _pods(cluster, chart_install.watched, name)
     assert pods

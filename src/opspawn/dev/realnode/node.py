@@ -112,7 +112,8 @@ class RealNode:
     lock_timeout: float = 600.0
     """How long to wait for another node on this machine to go away."""
     started_seconds: float = 0.0
-    """From start() to the Node Ready (kube-router included)."""
+    """From the machine's lock taken to the Node Ready and kube-router synced."""
+    _locked_at: float = 0.0
     _sysctls: dict[str, str] = field(default_factory=dict)
     _lock_holder: ManagedProcess | None = None
     _owns_lock: bool = False
@@ -136,13 +137,12 @@ class RealNode:
 
     def start(self, control_plane: ControlPlane, timeout: float = 120.0) -> None:
         """Start the node against `control_plane`; on failure stop what was started."""
-        begun = time.monotonic()
         try:
             self._start(control_plane, timeout)
         except BaseException:
             self.stop()
             raise
-        self.started_seconds = time.monotonic() - begun
+        self.started_seconds = time.monotonic() - self._locked_at
 
     def all_processes(self) -> list[ManagedProcess]:
         """Every process of the node in start order, the lock's holder first."""
@@ -230,6 +230,7 @@ class RealNode:
                 lambda: lock.holder(self.lock_path) == str(holder.pid), self.lock_timeout
             )
             self._owns_lock = True
+            self._locked_at = time.monotonic()
         except ProcessFailedError as error:
             raise NodeBusyError(
                 f"another real node holds {self.lock_path} (pid {lock.holder(self.lock_path)}); "
