@@ -749,12 +749,16 @@ class AgentTaskSpec(ApiModel):
                     field_path=".cancel",
                     reason="FieldValueForbidden",
                 ),
-                rule(
-                    _SPEC_TEXT_BYTES + f" <= {SPEC_TEXT_MAX_BYTES}",
-                    f"the spec's text (goal, context, inputs and outputSchema together) must be"
-                    f" at most {SPEC_TEXT_MAX_BYTES} bytes in UTF-8",
-                    reason="FieldValueInvalid",
-                ),
+                {
+                    # Measured at create only (the text is immutable), not on every status write.
+                    **rule(
+                        f"oldSelf.hasValue() || {_SPEC_TEXT_BYTES} <= {SPEC_TEXT_MAX_BYTES}",
+                        f"the spec's text (goal, context, inputs and outputSchema together) must"
+                        f" be at most {SPEC_TEXT_MAX_BYTES} bytes in UTF-8",
+                        reason="FieldValueInvalid",
+                    ),
+                    "optionalOldSelf": True,
+                },
                 rule(
                     "!has(self.tools.builtin)"
                     " || !self.tools.builtin.exists(t, t.name in ['remember', 'recall'])"
