@@ -24,10 +24,10 @@ from weaviate.classes.query import Filter
 from weaviate.classes.rbac import Permissions
 from weaviate.exceptions import WeaviateBaseError
 
+from opspawn.api.weaviate_address import WeaviateAddress
 from opspawn.dev.weaviate import WeaviateServer
 from opspawn.operator.memory_access import MemoryAccess
 from opspawn.operator.weaviate_admin import WeaviateAdmin, connection, principal_name
-from opspawn.runner.memory.endpoint import WeaviateAddress
 from opspawn.runner.memory.store import Memory, MemoryStoreError
 from opspawn.runner.memory.weaviate_store import WeaviateMemoryStore
 from tests.integration.memory.conftest import (  # noqa: F401 (fixtures used by this module)

@@ -16,11 +16,11 @@ from typing import Any
 
 import click
 
+from opspawn.api.weaviate_address import GrpcAddressError, WeaviateAddress
 from opspawn.operator.lean_imports import refuse_unused_kubernetes_clients
 from opspawn.operator.nats_auth import NatsCredentialError, NatsIssuer
 from opspawn.operator.runner_job import RunnerSettings
 from opspawn.operator.settings import ConcurrencyLimits, OperatorSettings
-from opspawn.runner.memory.endpoint import GrpcAddressError, WeaviateAddress
 
 IMAGE_REPOSITORY = "ghcr.io/opspawn/opspawn"
 DEFAULT_RUNNER_IMAGE = f"{IMAGE_REPOSITORY}:{importlib.metadata.version('opspawn')}"

@@ -41,12 +41,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from opspawn.api.agenttask import AgentTaskSpec
+from opspawn.api.memory_spaces import embedding_space
+from opspawn.api.weaviate_address import MAX_API_KEY_CHARS, WeaviateAddress
 from opspawn.operator import metrics
 from opspawn.operator.runner_job import MEMORY_API_KEY_KEY, MEMORY_SECRET
 from opspawn.operator.settings import OperatorSettings
 from opspawn.operator.weaviate_admin import WeaviateAdmin, WeaviateAdminError
-from opspawn.runner.memory.endpoint import MAX_API_KEY_CHARS, WeaviateAddress
-from opspawn.runner.memory.spaces import embedding_space
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from weaviate.classes.rbac import Permissions
 from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
 
-from opspawn.runner.memory.endpoint import WeaviateAddress
+from opspawn.api.weaviate_address import WeaviateAddress
 
 T = TypeVar("T")
 

@@ -24,12 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, Json, SecretStr, ValidationEr
 
 from opspawn.api.agenttask import AgentTaskSpec, Provider
 from opspawn.api.events import MIN_KEY_BYTES, SigningKey, TaskRef
-from opspawn.runner.memory.endpoint import (
-    MAX_API_KEY_CHARS,
-    GrpcAddressError,
-    MemoryEndpoint,
-    WeaviateAddress,
-)
+from opspawn.api.weaviate_address import MAX_API_KEY_CHARS, GrpcAddressError, WeaviateAddress
+from opspawn.runner.memory.endpoint import MemoryEndpoint
 from opspawn.runner.output import OutputContract, OutputSchemaError
 
 if TYPE_CHECKING:

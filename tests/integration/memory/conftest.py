@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
+from opspawn.api.weaviate_address import WeaviateAddress
 from opspawn.dev.weaviate import WeaviateServer
 from opspawn.operator.memory_access import MemoryAccess
 from opspawn.operator.weaviate_admin import WeaviateAdmin
-from opspawn.runner.memory.endpoint import WeaviateAddress
 from tests.integration.operator.conftest import (
     operator_kubeconfig_path,
     start_test_operator,

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from opspawn.api.weaviate_address import WeaviateAddress
 from opspawn.dev.weaviate import WeaviateServer
 from opspawn.operator.memory_access import RECHECK_SECONDS, MemoryAccess
 from opspawn.operator.weaviate_admin import WeaviateAdmin, connection, principal_name
-from opspawn.runner.memory.endpoint import WeaviateAddress
 from opspawn.runner.memory.store import Memory
 from opspawn.runner.memory.weaviate_store import WeaviateMemoryStore
 from tests.integration.memory.conftest import KeptCredentials

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from opspawn.api.weaviate_address import WeaviateAddress
 from opspawn.dev.operator_process import RUNNER_COMMAND
 from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.processes import ManagedProcess
@@ -26,7 +27,6 @@ from opspawn.dev.stack import DevStack
 from opspawn.dev.weaviate import WeaviateServer
 from opspawn.operator.runner_job import MEMORY_API_KEY_KEY, MEMORY_SECRET
 from opspawn.operator.weaviate_admin import connection, principal_name
-from opspawn.runner.memory.endpoint import WeaviateAddress
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, Tasks, agenttask
 

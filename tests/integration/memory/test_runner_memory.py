@@ -22,10 +22,10 @@ from opspawn.api.events import (
     RunnerEvent,
     ToolResultPayload,
 )
+from opspawn.api.memory_spaces import WORDLLAMA_SPACE, embedding_space
 from opspawn.dev.ports import free_port
 from opspawn.dev.weaviate import WeaviateServer
 from opspawn.fakes import FakeModelServer
-from opspawn.runner.memory.spaces import WORDLLAMA_SPACE, embedding_space
 from tests.integration.conftest import Serve
 from tests.integration.memory.conftest import Provision
 from tests.integration.runner_loop.conftest import Run, RunnerProcess, stored_events, task_spec

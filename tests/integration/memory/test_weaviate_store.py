@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opspawn.api.events import EventPayload, MemoryPayload, TaskRef
+from opspawn.api.weaviate_address import WeaviateAddress
 from opspawn.runner.memory.embedding import Embedder
-from opspawn.runner.memory.endpoint import WeaviateAddress
 from opspawn.runner.memory.longterm import LongTermMemory, RecallSettings
 from opspawn.runner.memory.weaviate_store import WeaviateMemoryStore
 from opspawn.runner.memory.wordllama_embedder import WordLlamaEmbedder

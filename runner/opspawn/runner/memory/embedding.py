@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from opspawn.api.agenttask import ModelSpec, Provider
-from opspawn.runner.memory.spaces import uses_provider_embeddings
+from opspawn.api.memory_spaces import uses_provider_embeddings
 from opspawn.runner.model.factory import KEYLESS_PLACEHOLDER
 
 

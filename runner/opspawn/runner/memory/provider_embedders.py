@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import httpx2
 
+from opspawn.api.memory_spaces import space_name
 from opspawn.runner.memory.embedding import EmbeddingError
-from opspawn.runner.memory.spaces import space_name
 
 TIMEOUT_SECONDS = 30.0
 

@@ -22,8 +22,9 @@ from datetime import timedelta
 
 from opspawn.api.agenttask import AgentTaskSpec, BuiltinTool, BuiltinToolName
 from opspawn.api.events import LogPayload, TaskRef
+from opspawn.api.weaviate_address import WeaviateAddress
 from opspawn.runner.memory.embedding import Embedder, EmbeddingError, build_embedder
-from opspawn.runner.memory.endpoint import MemoryEndpoint, WeaviateAddress
+from opspawn.runner.memory.endpoint import MemoryEndpoint
 from opspawn.runner.memory.longterm import (
     Clock,
     LongTermMemory,

@@ -27,7 +27,7 @@ from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError
 
-from opspawn.runner.memory.endpoint import WeaviateAddress
+from opspawn.api.weaviate_address import WeaviateAddress
 from opspawn.runner.memory.store import Memory, MemoryStoreError, RecalledMemory
 
 INIT_TIMEOUT_SECONDS = 3.0

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from opspawn.api.memory_spaces import WORDLLAMA_CONFIG, WORDLLAMA_DIMENSIONS, WORDLLAMA_SPACE
 from opspawn.runner.memory.embedding import EmbeddingError
-from opspawn.runner.memory.spaces import WORDLLAMA_CONFIG, WORDLLAMA_DIMENSIONS, WORDLLAMA_SPACE
 
 
 class _Model(Protocol):

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from opspawn.api.weaviate_address import GrpcAddressError, WeaviateAddress
 from opspawn.runner.config import ConfigError, load_task
-from opspawn.runner.memory.endpoint import GrpcAddressError, WeaviateAddress
 
 SPEC: dict[str, Any] = {
     "goal": "g",

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from opspawn.runner.memory.spaces import WORDLLAMA_DIMENSIONS
+from opspawn.api.memory_spaces import WORDLLAMA_DIMENSIONS
 from opspawn.runner.memory.wordllama_embedder import WordLlamaEmbedder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
