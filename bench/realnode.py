@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +37,7 @@ from typing import Any
 from figures import emit, write_results
 from kubernetes import client, config, watch
 
+from opspawn.dev.binaries import control_plane_binaries
 from opspawn.dev.helm import CHART, helm
 from opspawn.dev.image import ImageArchive, build_project_image
 from opspawn.dev.ports import free_port, is_listening
@@ -194,13 +196,27 @@ def install_chart(stack: DevStack, image: ImageArchive, mock_port: int) -> str:
         system,
         "-f",
         str(values_path),
-        "--wait",
-        "--timeout",
-        "300s",
         kubeconfig=stack.kubeconfig,
     )
     if installed.returncode != 0:
         raise RuntimeError(f"helm install failed: {installed.stderr}")
+    rolled_out = subprocess.run(
+        [
+            str(control_plane_binaries()["kubectl"]),
+            f"--kubeconfig={stack.kubeconfig}",
+            f"--namespace={system}",
+            "rollout",
+            "status",
+            "deployment/bench-opspawn",
+            "--timeout=600s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=660,
+        check=False,
+    )
+    if rolled_out.returncode != 0:
+        raise RuntimeError(f"the operator did not roll out: {rolled_out.stderr}")
     return watched
 
 

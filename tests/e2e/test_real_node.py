@@ -332,22 +332,12 @@ def test_network_policy_lets_runners_reach_nats_and_the_model_and_nothing_else(
     # namespace has none) the same URL works.
     probe = f"probe-{uuid.uuid4().hex[:6]}"
     image = cluster.chart_values["image"]
-    started = cluster.kubectl(
-        "run",
-        probe,
-        "--restart=Never",
-        f"--image={image['repository']}:{image['tag']}",
-        "--image-pull-policy=Never",
-        "--overrides",
-        json.dumps(_restricted_overrides()),
-        "--command",
-        "--",
-        "python",
-        "-c",
-        f"import urllib.request; urllib.request.urlopen({unlisted_service.url!r}, timeout=10)",
-        namespace=chart_install.namespace,
+    fetch = f"import urllib.request; urllib.request.urlopen({unlisted_service.url!r}, timeout=10)"
+    _apply(
+        cluster,
+        chart_install.namespace,
+        _restricted_pod(probe, f"{image['repository']}:{image['tag']}", ["python", "-c", fetch]),
     )
-    assert started.returncode == 0, started.stderr
 
     def probe_phase() -> str:
         pod = _get(cluster, chart_install.namespace, "pod", probe)
@@ -358,9 +348,14 @@ def test_network_policy_lets_runners_reach_nats_and_the_model_and_nothing_else(
     assert unlisted_service.requests == ["/"]
 
 
-def _restricted_overrides() -> dict[str, Any]:
+def _restricted_pod(name: str, image: str, command: list[str]) -> dict[str, Any]:
+    """A Pod that passes Pod Security `restricted`, running `command` once."""
     return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
         "spec": {
+            "restartPolicy": "Never",
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": 65532,
@@ -368,7 +363,10 @@ def _restricted_overrides() -> dict[str, Any]:
             },
             "containers": [
                 {
-                    "name": "probe",
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": command,
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
                         "capabilities": {"drop": ["ALL"]},
@@ -376,7 +374,7 @@ def _restricted_overrides() -> dict[str, Any]:
                     },
                 }
             ],
-        }
+        },
     }
 
 
