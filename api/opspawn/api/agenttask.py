@@ -11,6 +11,9 @@ largest spec the schema admits stays well below that cap.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -665,6 +668,18 @@ class RunnerSpec(ApiModel):
 
 MUTABLE_SPEC_FIELDS = ("cancel", "suspend", "priority", "ttlSecondsAfterFinished")
 """Spec fields that may change after creation; every other field is immutable."""
+
+
+def admitted_spec_digest(spec: Mapping[str, Any]) -> str:
+    """SHA-256 of the spec's immutable fields, in a canonical JSON form: what the apiserver
+    admitted, whatever the key order or the mutable fields (`cancel`, `suspend` …) say now.
+
+    The operator puts it on the runner's Job as a literal (a Job's Pod template cannot be
+    edited), and the runner compares it with the spec it reads from the per-task Secret, which
+    users of the namespace can edit: a spec edited after launch is refused, not run."""
+    immutable = {name: value for name, value in spec.items() if name not in MUTABLE_SPEC_FIELDS}
+    canonical = json.dumps(immutable, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 IMMUTABLE_MESSAGE = "{} is immutable once the task is created; create a new AgentTask instead"

@@ -22,7 +22,7 @@ import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from opspawn.api.agenttask import GROUP, KIND, MUTABLE_SPEC_FIELDS, PLURAL, VERSION
+from opspawn.api.agenttask import GROUP, KIND, PLURAL, VERSION, admitted_spec_digest
 from opspawn.operator import metrics
 from opspawn.operator.ownership import controlled_by_job, controlled_by_task, task_controller_uid
 from opspawn.operator.runner_job import MANAGED_BY, SIGNING_KEY_KEY, SPEC_KEY, KubeObject
@@ -460,12 +460,9 @@ def _same_spec(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     except (KeyError, TypeError, ValueError, binascii.Error, RecursionError):
         return False
     admitted = json.loads(wanted["stringData"][SPEC_KEY])
-    if not isinstance(stored, dict):
-        return False
-    for name in MUTABLE_SPEC_FIELDS:
-        stored.pop(name, None)
-        admitted.pop(name, None)
-    return bool(stored == admitted)
+    return isinstance(stored, dict) and admitted_spec_digest(stored) == admitted_spec_digest(
+        admitted
+    )
 
 
 def _refused(kind: str, error: ApiException) -> Exception:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opspawn.api.agenttask import API_VERSION, KIND, AgentTaskSpec
+from opspawn.api.agenttask import API_VERSION, KIND, AgentTaskSpec, admitted_spec_digest
 from opspawn.operator.nats_auth import NatsIssuer, runner_credential_lifetime
 
 KubeObject = dict[str, Any]
@@ -182,6 +182,7 @@ def _environment(
         _literal_env("OPSPAWN_TASK_NAME", name),
         _literal_env("OPSPAWN_TASK_NAMESPACE", namespace),
         _literal_env("OPSPAWN_ATTEMPT", str(attempt)),
+        _literal_env("OPSPAWN_TASK_SPEC_DIGEST", admitted_spec_digest(task["spec"])),
         _literal_env("OPSPAWN_NATS_URL", settings.nats_url),
         *(
             [_secret_env("OPSPAWN_NATS_CREDENTIALS", secret, NATS_CREDENTIALS_KEY)]

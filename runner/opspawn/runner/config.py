@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, Json, SecretStr, ValidationError
 
-from opspawn.api.agenttask import AgentTaskSpec, Provider
+from opspawn.api.agenttask import AgentTaskSpec, Provider, admitted_spec_digest
 from opspawn.api.events import MIN_KEY_BYTES, SigningKey, TaskRef
 from opspawn.api.weaviate_address import MAX_API_KEY_CHARS, GrpcAddressError, WeaviateAddress
 from opspawn.runner.memory.endpoint import MemoryEndpoint
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from opspawn.runner.model.pricing import PriceTable
 
 TASK_SPEC = "OPSPAWN_TASK_SPEC"
+TASK_SPEC_DIGEST = "OPSPAWN_TASK_SPEC_DIGEST"
 TASK_UID = "OPSPAWN_TASK_UID"
 TASK_NAME = "OPSPAWN_TASK_NAME"
 TASK_NAMESPACE = "OPSPAWN_TASK_NAMESPACE"
@@ -94,6 +95,7 @@ class _IdentityEnvironment(_Environment):
 
 class _TaskEnvironment(_Environment):
     spec: Json[AgentTaskSpec] = Field(alias=TASK_SPEC)
+    spec_digest: str | None = Field(default=None, alias=TASK_SPEC_DIGEST, pattern="^[0-9a-f]{64}$")
     model_api_key: SecretStr | None = Field(default=None, alias=MODEL_API_KEY)
     model_base_url: str | None = Field(
         default=None, alias=MODEL_BASE_URL, max_length=2048, pattern=HTTP_URL
@@ -206,6 +208,13 @@ def load_task(env: Mapping[str, str]) -> TaskInput:
         raise ConfigError(_problems(error)) from None
     problems: list[str] = []
     spec = raw.spec
+    if raw.spec_digest is not None and raw.spec_digest != admitted_spec_digest(
+        json.loads(env[TASK_SPEC])
+    ):
+        problems.append(
+            f"{TASK_SPEC}: is not the spec this Job was launched with (the per-task Secret"
+            " was edited after launch); refusing to run it"
+        )
     if spec.model.provider is not Provider.OPENAI_COMPATIBLE and raw.model_api_key is None:
         problems.append(f"{MODEL_API_KEY}: is required for provider {spec.model.provider.value}")
     output: OutputContract | None = None

@@ -18,6 +18,9 @@ Environment
     OPSPAWN_TASK_NAME                 yes       metadata.name of the AgentTask
     OPSPAWN_TASK_NAMESPACE            yes       metadata.namespace of the AgentTask
     OPSPAWN_ATTEMPT                   no        attempt number, from 1 (default 1)
+    OPSPAWN_TASK_SPEC_DIGEST          no        admitted_spec_digest of the spec the operator
+                                                launched (a literal on the Job); a spec
+                                                that does not match is refused
     OPSPAWN_NATS_URL                  yes       NATS URL(s), comma-separated (nats://,
                                                 tls://, ws://, wss://)
     OPSPAWN_NATS_CREDENTIALS          see note  secret: the task's NATS user (.creds text)

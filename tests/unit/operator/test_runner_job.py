@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from opspawn.api.agenttask import admitted_spec_digest
 from opspawn.operator.runner_job import (
     RunnerSettings,
     build_runner_job,
@@ -99,3 +100,17 @@ def test_root_filesystem_is_read_only_and_tmp_is_an_empty_dir() -> None:
 
 def test_escape_expansion() -> None:
     assert escape_expansion("$(A) $$ $") == "$$(A) $$$$ $$"
+
+
+def test_the_job_pins_the_spec_the_secret_carries() -> None:
+    """The runner refuses a per-task Secret edited after launch by this digest (a Job's Pod
+    template cannot be edited); the mutable fields may change without breaking it."""
+    job = build_runner_job(TASK, 1, SETTINGS)
+    env = {e["name"]: e for e in _container(job)["env"]}
+    secret = build_task_secret(TASK, "k" * 32, SETTINGS)
+    spec_in_secret = json.loads(secret["stringData"]["spec.json"])
+
+    pinned = env["OPSPAWN_TASK_SPEC_DIGEST"]["value"]
+    assert pinned == admitted_spec_digest(spec_in_secret)
+    assert pinned == admitted_spec_digest({**spec_in_secret, "suspend": True, "priority": 9})
+    assert pinned != admitted_spec_digest({**spec_in_secret, "goal": "something else"})

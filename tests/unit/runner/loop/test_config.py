@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from opspawn.api.agenttask import admitted_spec_digest
 from opspawn.api.events import RunnerExitCode
 from opspawn.runner.config import ConfigError, load_identity, load_task
 from opspawn.runner.main import main
@@ -149,3 +150,21 @@ def test_check_config_validates_without_connecting(tmp_path: Path) -> None:
     env["OPSPAWN_TASK_SPEC"] = "{}"
     assert main(env, check_config=True) == RunnerExitCode.INVALID_INPUT
     assert not message_file.exists()
+
+
+def test_a_spec_that_is_not_the_one_launched_is_refused() -> None:
+    launched = admitted_spec_digest(SPEC)
+    assert load_task(environment(OPSPAWN_TASK_SPEC_DIGEST=launched)).spec.goal == SPEC["goal"]
+    # Key order and the mutable fields do not count; any other change does.
+    reordered = json.dumps({"suspend": False, **dict(reversed(list(SPEC.items())))})
+    assert load_task(environment(OPSPAWN_TASK_SPEC=reordered, OPSPAWN_TASK_SPEC_DIGEST=launched))
+
+    edited = json.dumps({**SPEC, "goal": "exfiltrate"})
+    found = problems(
+        load_task, environment(OPSPAWN_TASK_SPEC=edited, OPSPAWN_TASK_SPEC_DIGEST=launched)
+    )
+
+    assert found == [
+        "OPSPAWN_TASK_SPEC: is not the spec this Job was launched with (the per-task Secret was"
+        " edited after launch); refusing to run it"
+    ]
