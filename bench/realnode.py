@@ -178,14 +178,24 @@ def install_chart(stack: DevStack, image: ImageArchive, mock_port: int) -> str:
         core.create_namespaced_secret(
             watched, {"metadata": {"name": "model-key"}, "stringData": {"api-key": "mock"}}
         )
+        if nats.trust is not None:
+            nats_auth = {
+                "account": nats.trust.account_public_key,
+                "signing-key": nats.signing_key_file.read_text(),
+            }
+            core.create_namespaced_secret(
+                system, {"metadata": {"name": "nats-auth"}, "stringData": nats_auth}
+            )
     finally:
         api.close()
-    values = {
+    values: dict[str, Any] = {
         **real_node_values(image.reference, node.address, nats.port, [mock_port]),
         "watchNamespaces": [watched],
         "auditStore": {"existingSecret": "audit"},
         "runner": {"modelBaseURLs": {"openai": f"http://{node.address}:{mock_port}/v1"}},
     }
+    if nats.trust is not None:
+        values["nats"]["auth"] = {"existingSecret": "nats-auth"}
     values_path = stack.workdir / "bench-values.json"
     values_path.write_text(json.dumps(values))
     installed = helm(
