@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _pytest.nodeid import coerce_node_id
 from kubernetes import client, config
 
 from opspawn.dev.binaries import control_plane_binaries
@@ -100,7 +101,26 @@ def _nats_auth(nats: NatsServer) -> dict[str, str] | None:
     }
 
 
+class _XdistGroups:
+    """`--dist loadgroup` for pytest 9: xdist 3.8 renames grouped items by assigning
+    `item._nodeid`, which pytest 9 no longer reads (the id lives in `item._id`), so every group
+    was spread over the workers. This gives the items the `@group` suffix the scheduler groups
+    by, after xdist's own hook (harmless once xdist does it itself)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if not getattr(config.option, "loadgroup", False):
+            return
+        for item in items:
+            names = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+            if names and "@" not in item.nodeid:
+                item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_XdistGroups(), "opspawn-xdist-groups")
     config.addinivalue_line(
         "markers", "real_node_last: stops the session's real node, so it runs after the others"
     )
