@@ -49,7 +49,11 @@ def test_a_job_forged_in_another_namespace_neither_finishes_nor_deletes_the_vict
         return [job for job in jobs if job.status and job.status.active]
 
     wait_for(victims_jobs, 30, "the victim's runner to start")
-    task = _task(kube_api, victim, "victim")
+    task = wait_for(
+        lambda: (t := _task(kube_api, victim, "victim")).get("status", {}).get("jobName") and t,
+        30,
+        "the victim's status to name its Job",
+    )
     uid, job_name = task["metadata"]["uid"], task["status"]["jobName"]
 
     # The attacker copies everything the operator would put on the victim's Job: the labels

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opspawn.dev.ports import free_port
-from opspawn.dev.processes import ManagedProcess
+from opspawn.dev.processes import ManagedProcess, ProcessFailedError
 from opspawn.dev.tools import WEAVIATE, tool_binary
 
 NODE_NAME = "node1"
@@ -33,6 +33,7 @@ CLUSTER_PORTS = (
     "RAFT_INTERNAL_RPC_PORT",
 )
 """The node-to-node ports a single node still opens; each gets a free port of its own."""
+BIND_ATTEMPTS = 3
 
 
 @dataclass
@@ -63,6 +64,31 @@ class WeaviateServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until ready. Ports this call picks are picked again when Weaviate
+        finds one taken (nothing reserves a free port between the pick and the bind)."""
+        chosen_here = {"http": not self.http_port, "grpc": not self.grpc_port}
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            logged = self._log.stat().st_size if self._log.exists() else 0
+            try:
+                self._start_once(timeout)
+                return
+            except ProcessFailedError:
+                if attempt == BIND_ATTEMPTS or not self._lost_a_port_race(since=logged):
+                    raise
+            self.http_port = 0 if chosen_here["http"] else self.http_port
+            self.grpc_port = 0 if chosen_here["grpc"] else self.grpc_port
+            self._cluster_ports.clear()
+
+    @property
+    def _log(self) -> Path:
+        return self.workdir / "weaviate.log"
+
+    def _lost_a_port_race(self, since: int) -> bool:
+        with self._log.open("rb") as log:
+            log.seek(since)
+            return b"address already in use" in log.read()
+
+    def _start_once(self, timeout: float) -> None:
         self.http_port = self.http_port or free_port()
         self.grpc_port = self.grpc_port or free_port()
         for name in CLUSTER_PORTS:
@@ -82,7 +108,7 @@ class WeaviateServer:
                 "--scheme",
                 "http",
             ],
-            log_path=self.workdir / "weaviate.log",
+            log_path=self._log,
             env=self._environment(data),
         )
         self.process.start()
