@@ -8,6 +8,8 @@ from pathlib import Path
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOWEST_PORT = 10000
+NODE_PORT_FLOOR = 30000
+"""Kubernetes' default NodePort range starts here; the real node's kube-proxy owns it."""
 TRIES = 50
 
 
@@ -34,10 +36,10 @@ def free_port(host: str = "127.0.0.1") -> int:
     Ports are drawn below the kernel's ephemeral range: the kernel gives ports of that range to
     every outgoing connection (and a busy test machine makes thousands), so a port picked there
     can be taken by some client's connection before the server that was meant to listen on it
-    binds. The port is still not reserved: a process that fails to bind it should be retried on
+    binds. They stay below the NodePort range too. The port is still not reserved: a process that fails to bind it should be retried on
     a new one.
     """
-    ceiling = _ephemeral_floor()
+    ceiling = min(_ephemeral_floor(), NODE_PORT_FLOOR)
     if ceiling - LOWEST_PORT > TRIES:
         for _ in range(TRIES):
             port = LOWEST_PORT + secrets.randbelow(ceiling - LOWEST_PORT)
