@@ -36,8 +36,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     Ports are drawn below the kernel's ephemeral range: the kernel gives ports of that range to
     every outgoing connection (and a busy test machine makes thousands), so a port picked there
     can be taken by some client's connection before the server that was meant to listen on it
-    binds. They stay below the NodePort range too. The port is still not reserved: a process that fails to bind it should be retried on
-    a new one.
+    binds. They stay below the NodePort range too. The port is still not reserved: a process
+    that fails to bind it should be retried on a new one.
     """
     ceiling = min(_ephemeral_floor(), NODE_PORT_FLOOR)
     if ceiling - LOWEST_PORT > TRIES:
