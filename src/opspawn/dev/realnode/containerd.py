@@ -1,4 +1,4 @@
-"""containerd for the real node: root, state and socket of its own under the node's work dir, the
+"""containerd for the real node: root and state of its own (sockets in /run/opspawn-realnode), the
 CRI plugin configured for this machine kind (runc with cgroupfs, `restrict_oom_score_adj`,
 network namespaces under the state dir, the local pause image as `sandbox_image`)."""
 
@@ -15,6 +15,8 @@ from opspawn.dev.processes import ManagedProcess
 CNI_BIN_DIR = Path("/usr/lib/cni")
 """Debian's containernetworking-plugins."""
 NAMESPACE = "k8s.io"
+SOCKET_DIR = Path("/run/opspawn-realnode")
+"""The node's containerd sockets (one node per machine)."""
 """The containerd namespace of the CRI plugin (the kubelet's containers and images)."""
 
 
@@ -29,11 +31,13 @@ class Containerd:
     cni_conf_dir: Path
     root_dir: Path
     """Images and snapshots; may outlive the work dir, so that imports are kept."""
+    socket_dir: Path = SOCKET_DIR
+    """Short on purpose: a unix socket path has at most 104 characters, a work dir may be longer."""
     process: ManagedProcess | None = None
 
     @property
     def socket(self) -> Path:
-        return self.workdir / "containerd.sock"
+        return self.socket_dir / "containerd.sock"
 
     @property
     def state(self) -> Path:
@@ -49,7 +53,7 @@ class Containerd:
                 "[grpc]",
                 f"  address = {_toml_string(self.socket)}",
                 "[ttrpc]",
-                f"  address = {_toml_string(self.workdir / 'containerd.ttrpc.sock')}",
+                f"  address = {_toml_string(self.socket_dir / 'containerd.ttrpc.sock')}",
                 "[metrics]",
                 '  address = ""',
                 f"{cri}]",
@@ -75,6 +79,7 @@ class Containerd:
 
     def start(self, timeout: float = 30.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.toml"
         config.write_text(self.config())
         self.process = ManagedProcess(
