@@ -88,7 +88,17 @@ class Containerd:
             log_path=self.workdir / "containerd.log",
         )
         self.process.start()
-        self.process.wait_ready(lambda: self.ctr("version").returncode == 0, timeout)
+        self.process.wait_ready(self._cri_ready, timeout)
+
+    def _cri_ready(self) -> bool:
+        """The CRI plugin serves (the kubelet refuses a runtime whose CRI says "server is not
+        initialized yet"): its last start-up step is logged after containerd has booted."""
+        if (
+            self.process is None
+            or "Start streaming server" not in self.process.log_path.read_text()
+        ):
+            return False
+        return self.ctr("version").returncode == 0
 
     def ctr(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """`ctr` against this containerd, in the CRI plugin's namespace."""
