@@ -29,6 +29,7 @@ from opspawn.dev.helm import CHART, helm
 from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.realnode import host, network
+from opspawn.dev.realnode.node import KUBELET_ROOT
 from opspawn.dev.stack import DevStack
 from tests.e2e.conftest import ChartInstall, Cluster, StartChartOperator, poll
 
@@ -476,6 +477,7 @@ def test_stopping_the_node_leaves_nothing_on_the_machine(real_stack: DevStack) -
     assert host.processes_mentioning(workdir) == []
     assert host.processes_mentioning(str(node.containerd.socket)) == []
     assert host.mounts_under(node.workdir) == []
+    assert host.mounts_under(KUBELET_ROOT) == []
     assert host.mounts_under(node.containerd_root) == []
     assert host.kubepods_cgroups() == []
     assert not network.bridge_exists()

@@ -11,6 +11,7 @@ iptables rule, ipset or kubelet cgroup (`host.py`, `network.py`).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,9 @@ from opspawn.dev.realnode.pause import pause_archive
 from opspawn.dev.tools import tool_binary
 
 NODE_NAME = "opspawn-realnode"
+KUBELET_ROOT = Path("/var/lib/opspawn-realnode/kubelet")
+"""The kubelet's root dir (one node per machine): short, because the kubelet serves unix sockets
+under it (a socket path has at most 104 characters) and a work dir may be deep."""
 
 
 class NodeBusyError(RuntimeError):
@@ -330,7 +334,7 @@ class RealNode:
                 str(binary),
                 f"--config={configuration}",
                 f"--kubeconfig={kubeconfig}",
-                f"--root-dir={self.workdir / 'kubelet'}",
+                f"--root-dir={KUBELET_ROOT}",
                 f"--hostname-override={NODE_NAME}",
                 f"--node-ip={network.BRIDGE_ADDRESS}",
                 "--v=1",
@@ -426,6 +430,8 @@ class RealNode:
 
     def _clean_host(self) -> None:
         host.kill_pods()
+        host.unmount_under(KUBELET_ROOT)
+        shutil.rmtree(KUBELET_ROOT, ignore_errors=True)
         host.unmount_under(self.workdir)
         host.unmount_under(self.containerd_root)
         kube_proxy = node_binaries()["kube-proxy"]
