@@ -28,6 +28,7 @@ from tests.integration.operator.conftest import (  # noqa: F401 (fixtures used b
     start_test_operator,
     tasks,
 )
+from tests.integration.operator.test_event_pipeline import pipeline  # noqa: F401 (fixture)
 
 INSTALL_MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "install.yaml"
 AGGREGATE_LABEL_PREFIX = "rbac.authorization.k8s.io/aggregate-to-"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import pytest
+
 from opspawn.api.events import (
     LogPayload,
     SigningKey,
@@ -19,20 +21,19 @@ from opspawn.api.events import (
 from opspawn.operator.runner_job import NATS_CREDENTIALS_KEY
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import Tasks
-from tests.security import test_consumer_attacks as consumer_attacks
+from tests.integration.operator.test_event_pipeline import Pipeline
 from tests.security.test_consumer_attacks import (
-    Pipeline,
+    SCRIPT,
     _as_runner,
     all_events_stored,
     secret_of,
     task,
 )
 
-pipeline = consumer_attacks.pipeline  # the fixture: nats-server with auth, Postgres of its own
-
 FLOOD = 3000
 
 
+@pytest.mark.parametrize("pipeline", [SCRIPT], indirect=True)
 def test_a_flood_of_forged_events_is_a_few_counted_rows(pipeline: Pipeline, tasks: Tasks) -> None:
     pipeline.operator()
     tasks.create(task("attacker"))

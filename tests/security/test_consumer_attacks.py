@@ -11,34 +11,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shlex
 import signal
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 import sqlalchemy
-import yaml
 from nats.aio.client import RawCredentials
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from opspawn.api.events import MSG_ID_HEADER, STREAM_NAME, event_subject, runner_inbox
-from opspawn.dev.nats import NatsServer
-from opspawn.dev.operator_process import RUNNER_COMMAND, OperatorProcess
-from opspawn.dev.ports import free_port, is_listening
-from opspawn.dev.postgres import Postgres
-from opspawn.dev.processes import ManagedProcess
-from opspawn.operator.audit import AuditStore
+from opspawn.dev.operator_process import OperatorProcess
 from opspawn.operator.audit.schema import dead_letters
 from opspawn.operator.consumer import durable_name
 from opspawn.operator.runner_job import NATS_CREDENTIALS_KEY, SIGNING_KEY_KEY
 from tests.helpers import wait_for
-from tests.integration.operator.conftest import StartOperator, Tasks, agenttask
+from tests.integration.operator.conftest import Tasks, agenttask
+from tests.integration.operator.test_event_pipeline import Pipeline
 
 SCRIPT = {"turns": [{"text": f"step {i}", "usage": {"input_tokens": 1}} for i in range(1)]}
 
@@ -55,54 +46,6 @@ POISON: list[tuple[bytes, dict[str, str] | None]] = [
     (b"", {MSG_ID_HEADER: "x" * 4000, "Nats-Expected-Stream": "nope-but-ignored"}),
     (b"\x00" * 1000, {"X-Odd": "\u00e9\u00e9"}),
 ]
-
-
-@dataclass
-class Pipeline:
-    nats: NatsServer
-    postgres: Postgres
-    model_url: str
-    start: StartOperator
-
-    def operator(self) -> OperatorProcess:
-        return self.start(
-            "--database-url",
-            self.postgres.url,
-            f"--model-base-url=openai-compatible={self.model_url}/v1",
-            *self.nats.operator_auth_args(),
-            runner_command=shlex.join(RUNNER_COMMAND),
-            nats_url=self.nats.url,
-        )
-
-    def audit(self) -> AuditStore:
-        return AuditStore(self.postgres.url)
-
-
-@pytest.fixture
-def pipeline(tmp_path: Path, start_test_operator: StartOperator) -> Iterator[Pipeline]:
-    nats_server = NatsServer(tmp_path / "nats", auth=True)
-    postgres = Postgres(tmp_path / "postgres")
-    script = tmp_path / "script.yaml"
-    script.write_text(yaml.safe_dump(SCRIPT))
-    port = free_port()
-    model = ManagedProcess(
-        name="mock-model",
-        argv=[
-            *(RUNNER_COMMAND[0], "-m", "opspawn.cli", "dev", "mock-model"),
-            *("--port", str(port), "--script", str(script)),
-        ],
-        log_path=tmp_path / "mock-model.log",
-    )
-    try:
-        nats_server.start()
-        postgres.start()
-        model.start()
-        model.wait_ready(lambda: is_listening(port), timeout=30)
-        yield Pipeline(nats_server, postgres, f"http://127.0.0.1:{port}", start_test_operator)
-    finally:
-        model.stop()
-        postgres.stop()
-        nats_server.stop()
 
 
 def task(name: str) -> dict[str, Any]:
@@ -201,6 +144,7 @@ def ready(operator: OperatorProcess) -> bool:
         return False
 
 
+@pytest.mark.parametrize("pipeline", [SCRIPT], indirect=True)
 def test_a_tenant_cannot_crash_suppress_or_stall_the_pipeline(
     pipeline: Pipeline, tasks: Tasks
 ) -> None:
@@ -250,6 +194,7 @@ def test_a_tenant_cannot_crash_suppress_or_stall_the_pipeline(
     assert dead_letter_count(pipeline) == len(POISON) - 1
 
 
+@pytest.mark.parametrize("pipeline", [SCRIPT], indirect=True)
 def test_a_deleted_consumer_is_recreated_and_readiness_follows_the_pipeline(
     pipeline: Pipeline, tasks: Tasks
 ) -> None:
