@@ -45,6 +45,7 @@ from opspawn.dev.postgres import DATABASE, USER
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.realnode import prerequisites
 from opspawn.dev.realnode.chart import real_node_values
+from opspawn.dev.realnode.pods import restricted_pod
 from opspawn.dev.stack import DevStack
 
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
@@ -107,30 +108,9 @@ def measure(
 
 
 def plain_pod(name: str, image: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "labels": {"bench": "plain-pod"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": ["python", "-c", "import time; time.sleep(30)"],
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "readOnlyRootFilesystem": True,
-                    },
-                }
-            ],
-        },
-    }
+    return restricted_pod(
+        name, image, ["python", "-c", "import time; time.sleep(30)"], labels={"bench": "plain-pod"}
+    )
 
 
 def agent_task(name: str) -> dict[str, Any]:

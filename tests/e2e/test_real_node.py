@@ -30,6 +30,7 @@ from opspawn.dev.ports import free_port, is_listening
 from opspawn.dev.processes import ManagedProcess
 from opspawn.dev.realnode import host, network
 from opspawn.dev.realnode.node import KUBELET_ROOT
+from opspawn.dev.realnode.pods import restricted_pod
 from opspawn.dev.stack import DevStack
 from tests.e2e.conftest import ChartInstall, Cluster, StartChartOperator, poll
 
@@ -337,7 +338,7 @@ def test_network_policy_lets_runners_reach_nats_and_the_model_and_nothing_else(
     _apply(
         cluster,
         chart_install.namespace,
-        _restricted_pod(probe, f"{image['repository']}:{image['tag']}", ["python", "-c", fetch]),
+        restricted_pod(probe, f"{image['repository']}:{image['tag']}", ["python", "-c", fetch]),
     )
 
     def probe_phase() -> str:
@@ -347,36 +348,6 @@ def test_network_policy_lets_runners_reach_nats_and_the_model_and_nothing_else(
     poll(lambda: probe_phase() in ("Succeeded", "Failed"), 60, "the probe Pod finished")
     assert probe_phase() == "Succeeded"
     assert unlisted_service.requests == ["/"]
-
-
-def _restricted_pod(name: str, image: str, command: list[str]) -> dict[str, Any]:
-    """A Pod that passes Pod Security `restricted`, running `command` once."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": command,
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "readOnlyRootFilesystem": True,
-                    },
-                }
-            ],
-        },
-    }
 
 
 def test_mcp_stdio_server_runs_inside_the_read_only_runner_container(
