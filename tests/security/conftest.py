@@ -20,7 +20,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from opspawn.api.agenttask import GROUP, PLURAL, VERSION
 from tests.conftest import Kubectl
+from tests.integration.conftest import anyio_backend, nats_server  # noqa: F401 (fixtures)
 from tests.integration.operator.conftest import (  # noqa: F401 (fixtures used by this suite)
     Tasks,
     agenttask,
@@ -77,6 +79,22 @@ class Tenant:
 
     def apply(self, manifest: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+
+
+def tenant_task(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any]:
+    """The tenant's AgentTask `name`, read through the admin client."""
+    task: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, tenant.namespace, PLURAL, name
+    )
+    return task
+
+
+def finished_condition(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any] | None:
+    """The task's Succeeded condition once it is True or False."""
+    for condition in (tenant_task(api, tenant, name).get("status") or {}).get("conditions") or []:
+        if condition["type"] == "Succeeded" and condition["status"] != "Unknown":
+            return dict(condition)
+    return None
 
 
 MakeTenant = Callable[[], Tenant]

@@ -10,25 +10,10 @@ from typing import Any
 
 from kubernetes import client
 
+from opspawn.api.agenttask import API_VERSION
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, agenttask
-from tests.security.conftest import MakeTenant, Tenant
-
-GROUP, VERSION, PLURAL = "opspawn.io", "v1alpha1", "agenttasks"
-
-
-def _task(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, tenant.namespace, PLURAL, name
-    )
-    return task
-
-
-def _finished(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any] | None:
-    for condition in (_task(api, tenant, name).get("status") or {}).get("conditions") or []:
-        if condition["type"] == "Succeeded" and condition["status"] != "Unknown":
-            return dict(condition)
-    return None
+from tests.security.conftest import MakeTenant, Tenant, finished_condition, tenant_task
 
 
 def _serve(start: StartOperator, *tenants: Tenant) -> None:
@@ -50,7 +35,9 @@ def test_a_job_forged_in_another_namespace_neither_finishes_nor_deletes_the_vict
 
     wait_for(victims_jobs, 30, "the victim's runner to start")
     task = wait_for(
-        lambda: (t := _task(kube_api, victim, "victim")).get("status", {}).get("jobName") and t,
+        lambda: (
+            (t := tenant_task(kube_api, victim, "victim")).get("status", {}).get("jobName") and t
+        ),
         30,
         "the victim's status to name its Job",
     )
@@ -71,7 +58,7 @@ def test_a_job_forged_in_another_namespace_neither_finishes_nor_deletes_the_vict
             },
             "ownerReferences": [
                 {
-                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "apiVersion": API_VERSION,
                     "kind": "AgentTask",
                     "name": "victim",
                     "uid": uid,
@@ -105,11 +92,13 @@ def test_a_job_forged_in_another_namespace_neither_finishes_nor_deletes_the_vict
 
     # The victim's task ends by its own runner only: still running after the forged Job
     # finished, then Completed on attempt 1, its own Job never deleted.
-    assert _finished(kube_api, victim, "victim") is None
+    assert finished_condition(kube_api, victim, "victim") is None
     assert [job.metadata.name for job in victims_jobs()] == [job_name]
-    finished = wait_for(lambda: _finished(kube_api, victim, "victim"), 90, "the victim to finish")
+    finished = wait_for(
+        lambda: finished_condition(kube_api, victim, "victim"), 90, "the victim to finish"
+    )
     assert finished["reason"] == "Completed"
-    status = _task(kube_api, victim, "victim")["status"]
+    status = tenant_task(kube_api, victim, "victim")["status"]
     assert status["attempt"] == 1
     assert batch.read_namespaced_job(job_name, victim.namespace).metadata.uid
     # The attacker's Job is the garbage collector's to delete (an owner in another namespace
@@ -135,7 +124,7 @@ def test_a_tenant_cannot_write_a_tasks_status(
 
     assert patched.returncode != 0
     assert "forbidden" in patched.stderr.lower()
-    assert "phase" not in (_task(kube_api, tenant, "mine").get("status") or {})
+    assert "phase" not in (tenant_task(kube_api, tenant, "mine").get("status") or {})
 
 
 def test_garbage_in_kopf_annotations_ends_as_status_and_other_tenants_are_served(
@@ -153,10 +142,14 @@ def test_garbage_in_kopf_annotations_ends_as_status_and_other_tenants_are_served
     created = attacker.kubectl("create", "-f", "-", stdin=json.dumps(poisoned))
     assert created.returncode == 0, created.stderr
 
-    finished = wait_for(lambda: _finished(kube_api, attacker, "poisoned"), 60, "the task to end")
+    finished = wait_for(
+        lambda: finished_condition(kube_api, attacker, "poisoned"), 60, "the task to end"
+    )
     assert finished["reason"] == "Completed"
     assert bystander.apply(agenttask("bystander")).returncode == 0
-    finished = wait_for(lambda: _finished(kube_api, bystander, "bystander"), 60, "bystander")
+    finished = wait_for(
+        lambda: finished_condition(kube_api, bystander, "bystander"), 60, "bystander"
+    )
     assert finished["reason"] == "Completed"
 
 
@@ -188,8 +181,10 @@ def test_editing_the_per_task_secret_between_attempts_does_not_change_what_runs(
     )
     assert replaced.returncode == 0, replaced.stderr  # `edit` may write Secrets in its namespace
 
-    finished = wait_for(lambda: _finished(kube_api, tenant, "retried"), 90, "the task to end")
-    status = _task(kube_api, tenant, "retried")["status"]
+    finished = wait_for(
+        lambda: finished_condition(kube_api, tenant, "retried"), 90, "the task to end"
+    )
+    status = tenant_task(kube_api, tenant, "retried")["status"]
     # Whatever attempt 2 ran, it was the spec the apiserver admitted, or nothing at all.
     if finished["reason"] == "Completed":
         assert '"goal": "goal of retried"' in status["result"]["preview"]

@@ -24,8 +24,7 @@ from tests.integration.memory.test_operator_memory import (  # noqa: F401 (model
     weaviate_options,
 )
 from tests.integration.operator.conftest import StartOperator
-from tests.security.conftest import MakeTenant, Tenant
-from tests.security.test_ownership_jobs import _task
+from tests.security.conftest import MakeTenant, Tenant, tenant_task
 
 
 def _memory_of(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, str]:
@@ -36,7 +35,7 @@ def _memory_of(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, st
     def finished_with_memory() -> dict[str, str] | None:
         conditions = {
             c["type"]: c
-            for c in (_task(api, tenant, name).get("status") or {}).get("conditions") or []
+            for c in (tenant_task(api, tenant, name).get("status") or {}).get("conditions") or []
         }
         succeeded, memory = conditions.get("Succeeded"), conditions.get("MemoryAvailable")
         if succeeded is None or succeeded["status"] == "Unknown" or memory is None:

@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -36,21 +35,6 @@ from opspawn.operator.stream import StreamSettings, stream_config
 pytestmark = pytest.mark.anyio
 DURABLE = "opspawn-operator"
 TIMEOUT_SECONDS = 300
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def nats_with_auth(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats", auth=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def task(namespace: str, uid: str) -> dict[str, Any]:
@@ -96,9 +80,9 @@ async def runner(
 
 
 @pytest.fixture
-async def admin(nats_with_auth: NatsServer) -> AsyncIterator[NatsClient]:
+async def admin(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
     """The stream and the operator's durable consumer, as the operator sets them up."""
-    connection = await nats.connect(**nats_with_auth.connect_options())
+    connection = await nats.connect(**nats_server.connect_options())
     jetstream = connection.jetstream()
     await jetstream.add_stream(stream_config(StreamSettings()))
     await jetstream.add_consumer(
@@ -111,10 +95,10 @@ async def admin(nats_with_auth: NatsServer) -> AsyncIterator[NatsClient]:
 
 
 async def test_a_runner_cannot_read_other_tenants_events(
-    nats_with_auth: NatsServer, admin: NatsClient
+    nats_server: NatsServer, admin: NatsClient
 ) -> None:
-    attacker = await runner(nats_with_auth, "team-a", "uid-a")
-    victim = await runner(nats_with_auth, "team-b", "uid-b")
+    attacker = await runner(nats_server, "team-a", "uid-a")
+    victim = await runner(nats_server, "team-b", "uid-b")
     try:
         heard: list[bytes] = []
 
@@ -148,9 +132,9 @@ async def test_a_runner_cannot_read_other_tenants_events(
 
 
 async def test_a_runner_cannot_publish_as_another_task_or_delete_the_operators_consumer(
-    nats_with_auth: NatsServer, admin: NatsClient
+    nats_server: NatsServer, admin: NatsClient
 ) -> None:
-    attacker = await runner(nats_with_auth, "team-a", "uid-a")
+    attacker = await runner(nats_server, "team-a", "uid-a")
     try:
         js = attacker.jetstream(timeout=1)
         for subject in (event_subject("team-b", "uid-b"), "opspawn.events.team-a.uid-other"):
@@ -171,9 +155,9 @@ async def test_a_runner_cannot_publish_as_another_task_or_delete_the_operators_c
 
 
 async def test_a_runner_credential_expires_after_the_tasks_last_deadline(
-    nats_with_auth: NatsServer, admin: NatsClient
+    nats_server: NatsServer, admin: NatsClient
 ) -> None:
-    credentials = minted(nats_with_auth, "team-a", "uid-a")
+    credentials = minted(nats_server, "team-a", "uid-a")
     token = credentials.split("-----BEGIN NATS USER JWT-----\n")[1].split("\n")[0]
     claims = jwt_claims(token)
     # One attempt plus two retries (the default), each timeout + 30 s grace, and backoffs.
@@ -181,27 +165,25 @@ async def test_a_runner_credential_expires_after_the_tasks_last_deadline(
     assert claims["exp"] <= time.time() + 2 * 86_400
     assert claims["nats"]["pub"] == {"allow": [event_subject("team-a", "uid-a")]}
 
-    expired = nats_with_auth.issuer.runner_credentials("team-a", "uid-a", time.time() - 1)
+    expired = nats_server.issuer.runner_credentials("team-a", "uid-a", time.time() - 1)
     with pytest.raises(Exception, match=r"(?i)authorization|expired"):
         await nats.connect(
-            nats_with_auth.url,
+            nats_server.url,
             user_credentials=RawCredentials(expired),
             max_reconnect_attempts=0,
             allow_reconnect=False,
         )
 
 
-async def test_connecting_without_credentials_is_refused(nats_with_auth: NatsServer) -> None:
+async def test_connecting_without_credentials_is_refused(nats_server: NatsServer) -> None:
     with pytest.raises(Exception, match=r"(?i)authorization"):
-        await nats.connect(nats_with_auth.url, max_reconnect_attempts=0, allow_reconnect=False)
+        await nats.connect(nats_server.url, max_reconnect_attempts=0, allow_reconnect=False)
 
 
 def test_the_runner_credential_reaches_the_pod_only_by_secret_reference(
-    nats_with_auth: NatsServer,
+    nats_server: NatsServer,
 ) -> None:
-    settings = RunnerSettings(
-        image="i", nats_url=nats_with_auth.url, nats_issuer=nats_with_auth.issuer
-    )
+    settings = RunnerSettings(image="i", nats_url=nats_server.url, nats_issuer=nats_server.issuer)
     body = task("team-a", "uid-a")
     secret = build_task_secret(body, "k" * 32, settings)
     job = build_runner_job(body, 1, settings)
@@ -220,14 +202,14 @@ def test_the_runner_credential_reaches_the_pod_only_by_secret_reference(
     assert user_seed.startswith("SU"), "not a user seed"
     assert not seed_in_env, "the runner's NATS seed is in an env value"
     assert not jwt_in_env, "the runner's NATS JWT is in an env value"
-    assert jwt_claims(token)["nats"]["issuer_account"] == nats_with_auth.issuer.account
+    assert jwt_claims(token)["nats"]["issuer_account"] == nats_server.issuer.account
 
 
 async def test_a_runner_cannot_flood_the_stream_with_oversized_messages(
-    nats_with_auth: NatsServer, admin: NatsClient
+    nats_server: NatsServer, admin: NatsClient
 ) -> None:
     closed = asyncio.Event()
-    attacker = await runner(nats_with_auth, "team-a", "uid-a", closed)
+    attacker = await runner(nats_server, "team-a", "uid-a", closed)
     oversized = b"x" * (MAX_EVENT_BYTES + 100_000)  # under the server-wide limit of 1 MiB
     await attacker.publish(event_subject("team-a", "uid-a"), oversized)
     with contextlib.suppress(Exception):  # the server cuts the connection

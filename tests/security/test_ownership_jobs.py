@@ -12,34 +12,19 @@ from typing import Any
 
 from kubernetes import client
 
+from opspawn.api.agenttask import API_VERSION
 from opspawn.dev.stack import DevStack
 from opspawn.operator.audit import AuditStore, SecurityEventRecord
 from opspawn.operator.runner_job import job_name
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, agenttask
-from tests.security.conftest import MakeTenant, Tenant
-
-GROUP, VERSION, PLURAL = "opspawn.io", "v1alpha1", "agenttasks"
+from tests.security.conftest import MakeTenant, Tenant, finished_condition, tenant_task
 
 
 def _serve(start: StartOperator, stack: DevStack, *tenants: Tenant) -> None:
     assert stack.postgres is not None
     namespaces = [arg for tenant in tenants for arg in ("--namespace", tenant.namespace)]
     start(*namespaces, "--database-url", stack.postgres.url)
-
-
-def _task(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, tenant.namespace, PLURAL, name
-    )
-    return task
-
-
-def _succeeded(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any] | None:
-    for condition in (_task(api, tenant, name).get("status") or {}).get("conditions") or []:
-        if condition["type"] == "Succeeded" and condition["status"] != "Unknown":
-            return dict(condition)
-    return None
 
 
 def _security_events(stack: DevStack, namespace: str) -> list[SecurityEventRecord]:
@@ -97,7 +82,7 @@ def _runner_labels(uid: str, name: str, attempt: int) -> dict[str, str]:
 
 
 def _running(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any] | None:
-    task = _task(api, tenant, name)
+    task = tenant_task(api, tenant, name)
     return task if (task.get("status") or {}).get("jobName") else None
 
 
@@ -116,7 +101,7 @@ def test_a_job_in_another_namespace_claiming_the_victims_task_is_ignored_and_rep
     # A later attempt's Job, as the operator would make it, in the attacker's namespace: the
     # labels, a controller ownerReference to the victim's task, an attempt the victim lacks.
     owner = {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": "AgentTask",
         "name": "victim",
         "uid": uid,
@@ -134,9 +119,9 @@ def test_a_job_in_another_namespace_claiming_the_victims_task_is_ignored_and_rep
     assert reported[0].reason == "CrossNamespaceOwner"
     assert reported[0].subject == f"kubernetes:Job/{attacker.namespace}/victim-forged-5"
 
-    finished = wait_for(lambda: _succeeded(kube_api, victim, "victim"), 60, "the victim")
+    finished = wait_for(lambda: finished_condition(kube_api, victim, "victim"), 60, "the victim")
     assert finished["reason"] == "Completed"
-    status = _task(kube_api, victim, "victim")["status"]
+    status = tenant_task(kube_api, victim, "victim")["status"]
     assert status["attempt"] == 1  # the forged attempt 5 was never adopted
     assert len(status["attempts"]) == 1
     # The operator never deleted anything in the attacker's namespace with its rights (the
@@ -174,13 +159,13 @@ def test_a_job_labelled_as_a_tasks_runner_in_its_own_namespace_is_not_its_runner
     assert reported[0].reason == "ForgedRunnerJob"
     assert "secret" not in reported[0].excerpt.lower()
 
-    finished = wait_for(lambda: _succeeded(kube_api, tenant, "real"), 60, "the task")
+    finished = wait_for(lambda: finished_condition(kube_api, tenant, "real"), 60, "the task")
     assert finished["reason"] == "Completed"
-    assert _task(kube_api, tenant, "real")["status"]["attempt"] == 1
+    assert tenant_task(kube_api, tenant, "real")["status"]["attempt"] == 1
     assert batch.read_namespaced_job("forged", tenant.namespace).metadata.uid  # not deleted
 
     assert bystander.apply(agenttask("bystander")).returncode == 0
-    served = wait_for(lambda: _succeeded(kube_api, bystander, "bystander"), 60, "bystander")
+    served = wait_for(lambda: finished_condition(kube_api, bystander, "bystander"), 60, "bystander")
     assert served["reason"] == "Completed"
 
 
@@ -195,7 +180,7 @@ def test_a_job_squatting_the_name_of_the_next_attempt_fails_the_task_clearly(
     tenant = make_tenant()
     _serve(start_test_operator, stack, tenant)
     assert tenant.apply(agenttask("squatted", suspend=True)).returncode == 0
-    uid = _task(kube_api, tenant, "squatted")["metadata"]["uid"]
+    uid = tenant_task(kube_api, tenant, "squatted")["metadata"]["uid"]
     name = job_name("squatted", uid, 1)
     squatter = _forged_job(name, {"app": "mine"}, None)
     squatter["spec"]["suspend"] = True
@@ -206,12 +191,14 @@ def test_a_job_squatting_the_name_of_the_next_attempt_fails_the_task_clearly(
     )
     assert resumed.returncode == 0, resumed.stderr
 
-    finished = wait_for(lambda: _succeeded(kube_api, tenant, "squatted"), 30, "the task to end")
+    finished = wait_for(
+        lambda: finished_condition(kube_api, tenant, "squatted"), 30, "the task to end"
+    )
     assert finished["reason"] == "NameConflict"
     assert name in finished["message"]
     accepted = next(
         c
-        for c in _task(kube_api, tenant, "squatted")["status"]["conditions"]
+        for c in tenant_task(kube_api, tenant, "squatted")["status"]["conditions"]
         if c["type"] == "Accepted"
     )
     assert (accepted["status"], accepted["reason"]) == ("False", "NameConflict")

@@ -14,8 +14,8 @@ from opspawn.dev.stack import DevStack
 from opspawn.operator.runner_job import task_secret_name
 from tests.helpers import wait_for
 from tests.integration.operator.conftest import StartOperator, agenttask
-from tests.security.conftest import MakeTenant, Tenant
-from tests.security.test_ownership_jobs import _security_events, _serve, _succeeded, _task
+from tests.security.conftest import MakeTenant, Tenant, finished_condition, tenant_task
+from tests.security.test_ownership_jobs import _security_events, _serve
 
 
 def _squat(tenant: Tenant, name: str, owner: dict[str, Any] | None) -> str:
@@ -54,7 +54,7 @@ def _resume(tenant: Tenant, name: str) -> None:
 
 
 def _accepted(api: client.ApiClient, tenant: Tenant, name: str) -> dict[str, Any]:
-    conditions = _task(api, tenant, name)["status"]["conditions"]
+    conditions = tenant_task(api, tenant, name)["status"]["conditions"]
     return next(c for c in conditions if c["type"] == "Accepted")
 
 
@@ -71,7 +71,7 @@ def test_a_pre_created_secret_at_the_per_task_name_is_not_adopted(
 
     _resume(attacker, "squatted")
 
-    finished = wait_for(lambda: _succeeded(kube_api, attacker, "squatted"), 30, "the task")
+    finished = wait_for(lambda: finished_condition(kube_api, attacker, "squatted"), 30, "the task")
     assert finished["reason"] == "NameConflict"
     assert secret_name in finished["message"]
     accepted = _accepted(kube_api, attacker, "squatted")
@@ -86,7 +86,7 @@ def test_a_pre_created_secret_at_the_per_task_name_is_not_adopted(
     assert "k" * 43 not in reported[0].excerpt
 
     assert bystander.apply(agenttask("bystander")).returncode == 0
-    served = wait_for(lambda: _succeeded(kube_api, bystander, "bystander"), 60, "bystander")
+    served = wait_for(lambda: finished_condition(kube_api, bystander, "bystander"), 60, "bystander")
     assert served["reason"] == "Completed"
 
 
@@ -114,12 +114,14 @@ def test_a_secret_with_a_forged_owner_reference_and_another_spec_never_runs(
 
     _resume(tenant, "forged-owner")
 
-    finished = wait_for(lambda: _succeeded(kube_api, tenant, "forged-owner"), 30, "the task")
+    finished = wait_for(
+        lambda: finished_condition(kube_api, tenant, "forged-owner"), 30, "the task"
+    )
     assert finished["reason"] == "RunnerSecretModified"
     accepted = _accepted(kube_api, tenant, "forged-owner")
     assert (accepted["status"], accepted["reason"]) == ("False", "RunnerSecretModified")
     assert client.BatchV1Api(kube_api).list_namespaced_job(tenant.namespace).items == []
-    status = json.dumps(_task(kube_api, tenant, "forged-owner")["status"])
+    status = json.dumps(tenant_task(kube_api, tenant, "forged-owner")["status"])
     assert "exfiltrate" not in status
     assert any(
         e.reason == "RunnerSecretModified" for e in _security_events(stack, tenant.namespace)
